@@ -1,0 +1,36 @@
+#!/bin/sh
+# Renders nginx.conf and the htpasswd file from the environment, then runs nginx in the
+# foreground. Used as-is by the container image and by the native runner.
+set -eu
+
+: "${LAB_USER:?LAB_USER is not set: add it to .env (see .env.example)}"
+: "${LAB_PASSWORD:?LAB_PASSWORD is not set: add it to .env (see .env.example)}"
+: "${LAB_SERVER_NAMES:?LAB_SERVER_NAMES is not set: add it to .env (see .env.example)}"
+: "${MLFLOW_UPSTREAM:?MLFLOW_UPSTREAM is not set (host:port of the tracking server)}"
+: "${NGINX_LISTEN:=8080}"
+: "${NGINX_STATUS_PORT:=8081}"
+: "${LAB_MAX_BODY_SIZE:=10g}"
+: "${NGINX_RUNTIME_DIR:=/tmp/nginx}"
+: "${NGINX_TEMPLATE:=$(dirname "$0")/nginx.conf.template}"
+# Containers log to stdout; the native runner (unprivileged nginx under a root
+# supervisor, which cannot reopen /dev/stdout) to a file in the runtime directory.
+: "${NGINX_ACCESS_LOG:=/dev/stdout}"
+
+export NGINX_LISTEN NGINX_STATUS_PORT LAB_MAX_BODY_SIZE NGINX_RUNTIME_DIR NGINX_ACCESS_LOG
+
+mkdir -p "$NGINX_RUNTIME_DIR"
+umask 077
+
+# {SSHA} (salted SHA-1) is verified by nginx itself on every request in microseconds;
+# crypt()-based schemes cost milliseconds per request (SHA-512 crypt: ~3.6 ms here) and
+# depend on the C library. The password is a generated 32-character random string.
+salt=$(openssl rand -hex 8)
+digest=$( (printf '%s%s' "$LAB_PASSWORD" "$salt" | openssl dgst -sha1 -binary; printf '%s' "$salt") | openssl base64 -A)
+printf '%s:{SSHA}%s\n' "$LAB_USER" "$digest" > "$NGINX_RUNTIME_DIR/htpasswd.new"
+mv "$NGINX_RUNTIME_DIR/htpasswd.new" "$NGINX_RUNTIME_DIR/htpasswd"
+
+envsubst '${NGINX_RUNTIME_DIR} ${NGINX_ACCESS_LOG} ${NGINX_LISTEN} ${NGINX_STATUS_PORT} ${MLFLOW_UPSTREAM} ${LAB_SERVER_NAMES} ${LAB_MAX_BODY_SIZE}' \
+    < "$NGINX_TEMPLATE" > "$NGINX_RUNTIME_DIR/nginx.conf"
+
+nginx -t -q -c "$NGINX_RUNTIME_DIR/nginx.conf"
+exec nginx -c "$NGINX_RUNTIME_DIR/nginx.conf" -g 'daemon off;'

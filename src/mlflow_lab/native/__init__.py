@@ -1,0 +1,1 @@
+"""The native runner: the Compose stack's services as host processes under supervisord."""

@@ -1,0 +1,76 @@
+"""One-shot, idempotent init step that gates the tracking server.
+
+1. wait for PostgreSQL, create the database if it is missing;
+2. `mlflow db upgrade` (creates the schema on an empty database, migrates an old one);
+3. create the artifact bucket if it is missing.
+
+Running it again changes nothing. Compose runs it as the `init` service; the native
+runner runs it between starting the stores and starting the tracking server.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import psycopg2
+from psycopg2 import sql
+
+from mlflow_lab.errors import LabError
+from mlflow_lab.settings import Settings
+from mlflow_lab.storage import ensure_bucket
+
+WAIT_SECONDS = 60
+
+
+def _connect(settings: Settings, dbname: str):
+    return psycopg2.connect(
+        host=settings.get("POSTGRES_HOST", "postgres"), port=settings.get("POSTGRES_PORT", "5432"),
+        user=settings["POSTGRES_USER"], password=settings["POSTGRES_PASSWORD"], dbname=dbname,
+        connect_timeout=5,
+    )
+
+
+def ensure_database(settings: Settings) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        try:
+            conn = _connect(settings, "postgres")
+            break
+        except psycopg2.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise LabError(f"PostgreSQL did not accept connections within {WAIT_SECONDS}s: {exc}".strip())
+            time.sleep(1)
+    # CREATE DATABASE cannot run in a transaction (and `with conn` would open one).
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings["POSTGRES_DB"],))
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings["POSTGRES_DB"])))
+            print(f"init: created database {settings['POSTGRES_DB']}")
+    conn.close()
+
+
+def upgrade_schema(settings: Settings) -> None:
+    uri = settings.backend_store_uri(settings.get("POSTGRES_HOST", "postgres"), settings.get("POSTGRES_PORT", "5432"))
+    result = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", uri], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise LabError(f"mlflow db upgrade failed: {result.stderr.strip().splitlines()[-1:]}")
+    print("init: backend store schema is current")
+
+
+def main() -> None:
+    settings = Settings.load(env_file=None)
+    try:
+        ensure_database(settings)
+        upgrade_schema(settings)
+        if settings.get("LAB_ARTIFACT_STORE", "s3") == "s3":
+            created = ensure_bucket(settings)
+            print(f"init: bucket {settings['S3_BUCKET']} {'created' if created else 'exists'}")
+    except LabError as exc:
+        sys.exit(f"init: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Entrypoint of the MLflow tracking server (container CMD and native supervisor program).
+
+Builds the `mlflow server` command line from the environment and execs it, so both
+runners start the server with exactly the same flags.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from mlflow_lab.errors import LabError
+from mlflow_lab.settings import Settings
+
+# Names the server is reached by inside the stack (healthchecks, nginx upstream).
+INTERNAL_HOSTS = ("mlflow", "localhost", "127.0.0.1")
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """Host header values to accept: MLflow compares host[:port] exactly or by fnmatch."""
+    names = [*settings.server_names(), *INTERNAL_HOSTS]
+    hosts = [pattern for name in names for pattern in (name, f"{name}:*")]
+    extra = settings.get("MLFLOW_EXTRA_ALLOWED_HOSTS")
+    hosts += [h.strip() for h in extra.split(",") if h.strip()]
+    return list(dict.fromkeys(hosts))
+
+
+def cors_origins(settings: Settings) -> list[str]:
+    """Origins of the UI as browsers see it through nginx (any port, http or https)."""
+    return [f"{scheme}://{name}{port}" for name in settings.server_names()
+            for scheme in ("http", "https") for port in ("", ":*")]
+
+
+def artifacts_destination(settings: Settings) -> tuple[str, dict[str, str]]:
+    """Where the server keeps artifacts, and the environment its S3 client needs."""
+    if settings.get("LAB_ARTIFACT_STORE", "s3") == "local":
+        return settings["LAB_ARTIFACTS_DIR"], {}
+    env = {
+        "MLFLOW_S3_ENDPOINT_URL": settings["S3_ENDPOINT_URL"],
+        "AWS_ACCESS_KEY_ID": settings["S3_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": settings["S3_SECRET_ACCESS_KEY"],
+        "AWS_DEFAULT_REGION": settings.get("S3_REGION", "us-east-1"),
+    }
+    return f"s3://{settings['S3_BUCKET']}", env
+
+
+def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    destination, s3_env = artifacts_destination(settings)
+    argv = [
+        sys.executable, "-m", "mlflow", "server",
+        "--host", settings.get("MLFLOW_BIND_HOST", "0.0.0.0"),
+        "--port", settings["MLFLOW_PORT"],
+        "--workers", settings["MLFLOW_WORKERS"],
+        "--backend-store-uri", settings.backend_store_uri(
+            settings.get("POSTGRES_HOST", "postgres"), settings.get("POSTGRES_PORT", "5432")),
+        # Clients only ever see mlflow-artifacts:/ URIs; S3 credentials stay here.
+        "--serve-artifacts",
+        "--artifacts-destination", destination,
+        # Never --gunicorn-opts/--waitress-opts: they switch off these checks.
+        "--allowed-hosts", ",".join(allowed_hosts(settings)),
+        "--cors-allowed-origins", ",".join(cors_origins(settings)),
+    ]
+    return argv, s3_env
+
+
+def main() -> None:
+    settings = Settings.load(env_file=None)
+    try:
+        argv, extra_env = command(settings)
+    except LabError as exc:
+        sys.exit(f"mlflow: {exc}")
+    os.environ.update(extra_env)
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    main()

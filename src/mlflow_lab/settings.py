@@ -1,0 +1,173 @@
+"""The lab's configuration: `.env` (from `.env.example`) overlaid by the environment.
+
+Both runners read the same variable names. Compose reads `.env` itself; the native
+runner and the tools read it here. Only the standard library is used so this works
+before anything else is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import quote
+
+from mlflow_lab.errors import LabError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ENV_EXAMPLE = REPO_ROOT / ".env.example"
+ENV_FILE = REPO_ROOT / ".env"
+
+GENERATED_MARK = "# generated"
+# Values a non-lab deployment must never run with.
+WEAK_PASSWORDS = {"", "admin", "password", "changeme", "mlflow", "minioadmin", "secret"}
+MIN_PASSWORD_LENGTH = 16
+PASSWORD_VARS = ("LAB_PASSWORD", "POSTGRES_PASSWORD", "S3_SECRET_ACCESS_KEY")
+REQUIRED_VARS = (
+    "LAB_HTTP_PORT",
+    "LAB_SERVER_NAMES",
+    "LAB_USER",
+    "LAB_PASSWORD",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_DB",
+    "S3_BUCKET",
+    "MLFLOW_PORT",
+    "MLFLOW_WORKERS",
+)
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """Parse KEY=VALUE lines the way Compose does for unquoted and quoted values."""
+    values: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key.strip()] = value
+    return values
+
+
+def generated_vars(example: Path = ENV_EXAMPLE) -> list[str]:
+    """Variables whose line in .env.example is preceded by `# generated`."""
+    names, mark = [], False
+    for line in example.read_text().splitlines():
+        if line.strip() == GENERATED_MARK:
+            mark = True
+            continue
+        if mark and "=" in line and not line.lstrip().startswith("#"):
+            names.append(line.split("=", 1)[0].strip())
+        mark = False
+    return names
+
+
+def new_secret() -> str:
+    # URL-safe characters only: the value is embedded in URIs and config files.
+    return secrets.token_urlsafe(24)
+
+
+def ensure_env_file(env_file: Path = ENV_FILE, example: Path = ENV_EXAMPLE) -> list[str]:
+    """Create .env from the example with fresh secrets, or append variables it lacks.
+
+    Existing values are never changed. Returns what was written, for the user.
+    """
+    to_generate = set(generated_vars(example))
+    existing = parse_env_file(env_file) if env_file.exists() else None
+    written: list[str] = []
+    out_lines: list[str] = []
+    for line in example.read_text().splitlines():
+        key = line.split("=", 1)[0].strip() if "=" in line and not line.lstrip().startswith("#") else None
+        if key is None:
+            out_lines.append(line)
+            continue
+        if existing is not None and key in existing:
+            continue
+        value = line.split("=", 1)[1]
+        if key in to_generate and not value.strip():
+            value = new_secret()
+        out_lines.append(f"{key}={value}")
+        written.append(key)
+    if existing is None:
+        env_file.write_text("\n".join(out_lines) + "\n")
+        env_file.chmod(0o600)
+    elif written:
+        added = [line for line in out_lines if "=" in line and line.split("=", 1)[0] in written]
+        with env_file.open("a") as fh:
+            fh.write("\n# added from .env.example\n" + "\n".join(added) + "\n")
+    return written
+
+
+class Settings(Mapping[str, str]):
+    """Read-only view of the configuration; a missing value is a LabError naming it."""
+
+    def __init__(self, values: Mapping[str, str]):
+        self._values = dict(values)
+
+    @classmethod
+    def load(cls, env_file: Path | None = ENV_FILE, environ: Mapping[str, str] | None = None) -> Settings:
+        values = parse_env_file(env_file) if env_file and env_file.exists() else {}
+        # The process environment wins, as with Compose.
+        values.update(os.environ if environ is None else environ)
+        return cls(values)
+
+    def __getitem__(self, key: str) -> str:
+        value = self._values.get(key, "")
+        if value == "":
+            raise LabError(f"{key} is not set: add it to .env (see .env.example) or the environment.")
+        return value
+
+    def get(self, key: str, default: str = "") -> str:  # type: ignore[override]
+        return self._values.get(key) or default
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def as_env(self) -> dict[str, str]:
+        """Every value, empty ones included, for a child process's environment."""
+        return dict(self._values)
+
+    def int(self, key: str) -> int:
+        try:
+            return int(self[key])
+        except ValueError:
+            raise LabError(f"{key} must be a whole number, got {self._values[key]!r}.") from None
+
+    @property
+    def is_lab(self) -> bool:
+        return self.get("LAB_ENV", "lab") == "lab"
+
+    def validate(self) -> None:
+        """Refuse to start on a missing value, or a weak password outside lab mode."""
+        for key in REQUIRED_VARS:
+            self[key]
+        if self.is_lab:
+            return
+        for key in PASSWORD_VARS:
+            value = self.get(key)
+            if value.lower() in WEAK_PASSWORDS or len(value) < MIN_PASSWORD_LENGTH:
+                raise LabError(
+                    f"{key} is a default or short password (LAB_ENV={self.get('LAB_ENV')}): "
+                    f"set a random value of at least {MIN_PASSWORD_LENGTH} characters in .env."
+                )
+
+    # --- derived values, shared by both runners ---------------------------------
+    def backend_store_uri(self, host: str, port: int | str = 5432) -> str:
+        # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; we ship psycopg2.
+        user, password = quote(self["POSTGRES_USER"], safe=""), quote(self["POSTGRES_PASSWORD"], safe="")
+        return f"postgresql+psycopg2://{user}:{password}@{host}:{port}/{self['POSTGRES_DB']}"
+
+    def server_names(self) -> list[str]:
+        return self["LAB_SERVER_NAMES"].split()
+
+    def tracking_uri(self, host: str = "localhost") -> str:
+        return f"http://{host}:{self['LAB_HTTP_PORT']}"
