@@ -7,6 +7,10 @@ set -eu
 : "${LAB_PASSWORD:?LAB_PASSWORD is not set: add it to .env (see .env.example)}"
 : "${LAB_SERVER_NAMES:?LAB_SERVER_NAMES is not set: add it to .env (see .env.example)}"
 : "${MLFLOW_UPSTREAM:?MLFLOW_UPSTREAM is not set (host:port of the tracking server)}"
+if [ "${LAB_ENV:-lab}" != lab ] && [ "${#LAB_PASSWORD}" -lt 16 ]; then
+    echo "nginx: LAB_PASSWORD is shorter than 16 characters (LAB_ENV=$LAB_ENV): set a random value in .env" >&2
+    exit 1
+fi
 : "${NGINX_LISTEN:=8080}"
 : "${NGINX_STATUS_PORT:=8081}"
 : "${LAB_MAX_BODY_SIZE:=10g}"

@@ -17,7 +17,7 @@ from mlflow_lab.errors import LabError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
-ENV_FILE = REPO_ROOT / ".env"
+ENV_FILE = Path(os.environ.get("LAB_ENV_FILE", REPO_ROOT / ".env"))
 
 GENERATED_MARK = "# generated"
 # Values a non-lab deployment must never run with.
@@ -146,13 +146,13 @@ class Settings(Mapping[str, str]):
     def is_lab(self) -> bool:
         return self.get("LAB_ENV", "lab") == "lab"
 
-    def validate(self) -> None:
+    def validate(self, required=REQUIRED_VARS, passwords=PASSWORD_VARS) -> None:
         """Refuse to start on a missing value, or a weak password outside lab mode."""
-        for key in REQUIRED_VARS:
+        for key in required:
             self[key]
         if self.is_lab:
             return
-        for key in PASSWORD_VARS:
+        for key in passwords:
             value = self.get(key)
             if value.lower() in WEAK_PASSWORDS or len(value) < MIN_PASSWORD_LENGTH:
                 raise LabError(

@@ -63,6 +63,10 @@ def upgrade_schema(settings: Settings) -> None:
 def main() -> None:
     settings = Settings.load(env_file=None)
     try:
+        # This is the first thing Compose runs with the secrets: refuse weak ones here.
+        settings.validate(required=("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"),
+                          passwords=("POSTGRES_PASSWORD",) + (("S3_SECRET_ACCESS_KEY",) if
+                                     settings.get("LAB_ARTIFACT_STORE", "s3") == "s3" else ()))
         ensure_database(settings)
         upgrade_schema(settings)
         if settings.get("LAB_ARTIFACT_STORE", "s3") == "s3":

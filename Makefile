@@ -1,0 +1,45 @@
+# Thin by design: every target calls the `lab` CLI, pytest or a script.
+.DEFAULT_GOAL := help
+VENV := .venv
+LAB  := $(VENV)/bin/lab
+PY   := $(VENV)/bin/python
+
+.PHONY: help venv up down status logs env test test-static bench lock clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+venv: ## Create or update .venv from the lock file
+	@sh scripts/bootstrap.sh
+
+up: venv ## Bring the stack up (Compose if a Docker engine answers, else native) and wait until healthy
+	@$(LAB) up
+
+down: venv ## Stop the stack (data is kept)
+	@$(LAB) down
+
+status: venv ## Each service and its health
+	@$(LAB) status
+
+logs: venv ## Tail of every service's log (SERVICE=name for one)
+	@$(LAB) logs $(SERVICE)
+
+env: venv ## Print exports for MLflow clients: eval "$(make -s env)"
+	@$(LAB) env
+
+test: venv ## Run all tests (they start their own native stack on free ports)
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+test-static: venv ## Only the static checks (Compose schema, Dockerfile lint, drift)
+	@$(PY) -m pytest tests/static $(PYTEST_ARGS)
+
+bench: venv ## Benchmarks: ratios measured side by side in one run
+	@$(PY) -m bench
+
+lock: venv ## Re-resolve requirements.lock and requirements-dev.lock from pyproject.toml
+	@$(PY) -m pip install --quiet pip-tools
+	@$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+	@$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --extra test -o requirements-dev.lock pyproject.toml
+
+clean: venv ## Stop the stack and delete its data (asks first; FORCE=1 skips the question)
+	@$(LAB) clean

@@ -1,0 +1,109 @@
+"""Session fixture: a real lab stack, reached through nginx with basic auth.
+
+By default it starts the native runner on free loopback ports in a temporary state
+directory, with the moto S3 stand-in (so the S3 code path runs: bucket, keys, endpoint,
+path-style addressing), and stops it at the end. Set LAB_TEST_URL (plus LAB_TEST_USER
+and LAB_TEST_PASSWORD) to test an already running stack, e.g. a Compose one; checks that
+need the stack's internals (SQL, S3, restarts) are skipped then.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from mlflow_lab.native.runner import NativeStack
+from mlflow_lab.settings import ENV_EXAMPLE, Settings, new_secret, parse_env_file
+
+SERVICE_LOGS = ("postgres", "s3", "init", "mlflow", "nginx")
+
+
+@dataclass
+class Lab:
+    url: str
+    user: str
+    password: str
+    settings: Settings | None = None
+    stack: NativeStack | None = None
+
+    def session(self, auth: bool = True) -> requests.Session:
+        session = requests.Session()
+        if auth:
+            session.auth = (self.user, self.password)
+        return session
+
+    def require_internals(self) -> NativeStack:
+        if self.stack is None:
+            pytest.skip("needs the stack's internals (started by the fixture, not LAB_TEST_URL)")
+        return self.stack
+
+
+def free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+def fresh_settings() -> Settings:
+    values = parse_env_file(ENV_EXAMPLE)
+    pg, s3, mlflow, http, status = free_ports(5)
+    values.update(
+        LAB_PASSWORD=new_secret(), POSTGRES_PASSWORD=new_secret(), S3_SECRET_ACCESS_KEY=new_secret(),
+        POSTGRES_PORT=str(pg), S3_PORT=str(s3), MLFLOW_PORT=str(mlflow), LAB_HTTP_PORT=str(http),
+        NGINX_STATUS_PORT=str(status), LAB_NATIVE_S3="moto", LAB_BIND_ADDRESS="127.0.0.1",
+    )
+    return Settings(values)
+
+
+@pytest.fixture(scope="session")
+def lab(request) -> Lab:
+    if url := os.environ.get("LAB_TEST_URL"):
+        yield Lab(url.rstrip("/"), os.environ["LAB_TEST_USER"], os.environ["LAB_TEST_PASSWORD"])
+        return
+    settings = fresh_settings()
+    # Not pytest's tmp_path: that is private to the current user, and the services run
+    # unprivileged when the tests run as root.
+    state = Path(tempfile.mkdtemp(prefix="mlflow-lab-test-"))
+    stack = NativeStack(settings, state)
+    request.config._lab_stack = stack
+    try:
+        stack.up()
+        yield Lab(settings.tracking_uri("127.0.0.1"), settings["LAB_USER"], settings["LAB_PASSWORD"], settings, stack)
+    finally:
+        stack.down()
+        if not request.session.testsfailed:
+            shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def mlflow_client(lab, monkeypatch):
+    """An MLflow client configured the way `eval "$(make -s env)"` configures one."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", lab.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", lab.user)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", lab.password)
+    mlflow.set_tracking_uri(lab.url)
+    return mlflow.MlflowClient(lab.url)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    stack = getattr(config, "_lab_stack", None)
+    if stack is None or not terminalreporter.stats.get("failed"):
+        return
+    terminalreporter.section("lab service logs (tail)")
+    for name in SERVICE_LOGS:
+        terminalreporter.write_line(f"==> {name} <==")
+        terminalreporter.write_line(stack.log_tail(name, 25))
+    terminalreporter.write_line(f"(full logs kept in {stack.logs})")

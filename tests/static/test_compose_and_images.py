@@ -1,0 +1,53 @@
+"""What cannot run here (no Docker engine) is validated statically."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlflow_lab.settings import REPO_ROOT
+
+BIN = Path(sys.executable).parent
+DOCKERFILES = sorted(REPO_ROOT.glob("services/*/Dockerfile"))
+
+
+def compose() -> dict:
+    return yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
+
+
+def test_compose_matches_the_compose_specification():
+    result = subprocess.run([BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec",
+                             REPO_ROOT / "compose.yaml"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_dockerfile_lints_clean(dockerfile):
+    result = subprocess.run([BIN / "hadolint", "--failure-threshold", "info", dockerfile],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_images_are_pinned_and_unprivileged(dockerfile):
+    text = dockerfile.read_text()
+    for image in re.findall(r"^FROM\s+(\S+)", text, re.M):
+        assert re.search(r":\d+\.\d+\.\d+", image), f"{image} is not pinned to a full version"
+    assert re.search(r"^USER\s+(?!root|0\b)\S+", text, re.M), "the final stage must not run as root"
+
+
+def test_only_nginx_is_published():
+    services = compose()["services"]
+    assert [name for name, svc in services.items() if svc.get("ports")] == ["nginx"]
+    assert all(":" in image and not image.endswith(":latest")
+               for svc in services.values() if (image := svc.get("image")) and "${" not in image)
+
+
+def test_init_gates_the_tracking_server():
+    services = compose()["services"]
+    assert services["mlflow"]["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    assert services["init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert all("healthcheck" in svc for name, svc in services.items() if name != "init")

@@ -1,0 +1,66 @@
+"""Configuration: secrets generated once and kept; missing or weak values refused by name."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mlflow_lab.errors import LabError
+from mlflow_lab.settings import ENV_EXAMPLE, REPO_ROOT, Settings, ensure_env_file, generated_vars, parse_env_file
+
+
+def test_first_run_generates_strong_distinct_secrets(tmp_path):
+    env = tmp_path / ".env"
+    ensure_env_file(env)
+    values = parse_env_file(env)
+    secrets = [values[name] for name in generated_vars()]
+    assert set(generated_vars()) == {"LAB_PASSWORD", "POSTGRES_PASSWORD", "S3_SECRET_ACCESS_KEY"}
+    assert all(len(s) >= 32 for s in secrets) and len(set(secrets)) == len(secrets)
+    assert oct(env.stat().st_mode & 0o777) == "0o600"
+    assert set(values) == set(parse_env_file(ENV_EXAMPLE))
+
+
+def test_existing_env_is_never_overwritten_and_gains_new_variables(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("LAB_PASSWORD=my-own-password\nLAB_USER=alice\n")
+    written = ensure_env_file(env)
+    values = parse_env_file(env)
+    assert values["LAB_PASSWORD"] == "my-own-password" and values["LAB_USER"] == "alice"
+    assert "LAB_PASSWORD" not in written and "POSTGRES_PASSWORD" in written
+    assert ensure_env_file(env) == [] and parse_env_file(env) == values
+
+
+def test_missing_value_names_the_variable():
+    with pytest.raises(LabError, match="POSTGRES_PASSWORD is not set"):
+        Settings({**parse_env_file(ENV_EXAMPLE), "LAB_PASSWORD": "x" * 20}).validate()
+
+
+@pytest.mark.parametrize("weak", ["changeme", "short"])
+def test_weak_password_refused_outside_lab(weak):
+    values = {**parse_env_file(ENV_EXAMPLE), "LAB_ENV": "production", "LAB_PASSWORD": "L" * 24,
+              "POSTGRES_PASSWORD": weak, "S3_SECRET_ACCESS_KEY": "S" * 24}
+    with pytest.raises(LabError, match="POSTGRES_PASSWORD"):
+        Settings(values).validate()
+    Settings({**values, "LAB_ENV": "lab"}).validate()  # a lab accepts it
+
+
+def test_cli_up_refuses_and_names_the_variable(tmp_path):
+    env = tmp_path / ".env"
+    ensure_env_file(env)
+    env.write_text(env.read_text().replace("LAB_ENV=lab", "LAB_ENV=production") + "LAB_PASSWORD=admin\n")
+    result = subprocess.run([sys.executable, "-m", "mlflow_lab.cli", "up", "--runner", "native"],
+                            env={**os.environ, "LAB_ENV_FILE": str(env), "LAB_STATE_DIR": str(tmp_path / "state")},
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "LAB_PASSWORD is a default or short password" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "state" / "postgres").exists(), "nothing may start"
+
+
+def test_nginx_entrypoint_refuses_short_password_outside_lab(tmp_path):
+    result = subprocess.run(["/bin/sh", str(REPO_ROOT / "services/nginx/entrypoint.sh")], capture_output=True, text=True,
+                            env={"PATH": os.environ["PATH"], "LAB_ENV": "production", "LAB_USER": "admin",
+                                 "LAB_PASSWORD": "admin", "LAB_SERVER_NAMES": "localhost",
+                                 "MLFLOW_UPSTREAM": "127.0.0.1:1", "NGINX_RUNTIME_DIR": str(tmp_path)})
+    assert result.returncode == 1 and "LAB_PASSWORD" in result.stderr
