@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
 
+from mlflow_lab.native.ephemeral import fresh_settings, new_state_dir
 from mlflow_lab.native.runner import NativeStack
-from mlflow_lab.settings import ENV_EXAMPLE, Settings, new_secret, parse_env_file
+from mlflow_lab.settings import Settings
 
 SERVICE_LOGS = ("postgres", "s3", "init", "mlflow", "nginx")
 
@@ -45,36 +43,13 @@ class Lab:
         return self.stack
 
 
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
-
-
-def fresh_settings() -> Settings:
-    values = parse_env_file(ENV_EXAMPLE)
-    pg, s3, mlflow, http, status = free_ports(5)
-    values.update(
-        LAB_PASSWORD=new_secret(), POSTGRES_PASSWORD=new_secret(), S3_SECRET_ACCESS_KEY=new_secret(),
-        POSTGRES_PORT=str(pg), S3_PORT=str(s3), MLFLOW_PORT=str(mlflow), LAB_HTTP_PORT=str(http),
-        NGINX_STATUS_PORT=str(status), LAB_NATIVE_S3="moto", LAB_BIND_ADDRESS="127.0.0.1",
-    )
-    return Settings(values)
-
-
 @pytest.fixture(scope="session")
 def lab(request) -> Lab:
     if url := os.environ.get("LAB_TEST_URL"):
         yield Lab(url.rstrip("/"), os.environ["LAB_TEST_USER"], os.environ["LAB_TEST_PASSWORD"])
         return
     settings = fresh_settings()
-    # Not pytest's tmp_path: that is private to the current user, and the services run
-    # unprivileged when the tests run as root.
-    state = Path(tempfile.mkdtemp(prefix="mlflow-lab-test-"))
+    state = new_state_dir()
     stack = NativeStack(settings, state)
     request.config._lab_stack = stack
     try:

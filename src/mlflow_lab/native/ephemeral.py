@@ -1,0 +1,58 @@
+"""A throwaway native stack on free loopback ports, for the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+from mlflow_lab.native.runner import NativeStack
+from mlflow_lab.settings import ENV_EXAMPLE, Settings, new_secret, parse_env_file
+
+
+def free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+def fresh_settings() -> Settings:
+    """.env.example with new secrets, free ports and the moto S3 stand-in."""
+    values = parse_env_file(ENV_EXAMPLE)
+    pg, s3, mlflow, http, status = free_ports(5)
+    values.update(
+        LAB_PASSWORD=new_secret(), POSTGRES_PASSWORD=new_secret(), S3_SECRET_ACCESS_KEY=new_secret(),
+        POSTGRES_PORT=str(pg), S3_PORT=str(s3), MLFLOW_PORT=str(mlflow), LAB_HTTP_PORT=str(http),
+        NGINX_STATUS_PORT=str(status), LAB_NATIVE_S3="moto", LAB_BIND_ADDRESS="127.0.0.1",
+    )
+    return Settings(values)
+
+
+def new_state_dir() -> Path:
+    # Not a per-user private temp dir: the services run unprivileged when we are root.
+    state = Path(tempfile.mkdtemp(prefix="mlflow-lab-"))
+    state.chmod(0o755)
+    return state
+
+
+@contextlib.contextmanager
+def ephemeral_stack(keep_on_error: bool = True):
+    """Start a native stack, yield it, stop it and delete its state."""
+    stack = NativeStack(fresh_settings(), new_state_dir())
+    failed = False
+    try:
+        stack.up()
+        yield stack
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        stack.down()
+        if not (failed and keep_on_error):
+            shutil.rmtree(stack.state, ignore_errors=True)
