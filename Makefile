@@ -4,7 +4,7 @@ VENV := .venv
 LAB  := $(VENV)/bin/lab
 PY   := $(VENV)/bin/python
 
-.PHONY: help venv up down status logs env test test-static bench lock clean
+.PHONY: help venv up down status logs env train promote test test-static bench lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +26,12 @@ logs: venv ## Tail of every service's log (SERVICE=name for one)
 
 env: venv ## Print exports for MLflow clients: eval "$(make -s env)"
 	@$(LAB) env
+
+train: venv ## Train wine-quality against the running lab and register its versions
+	@eval "$$($(LAB) env)" && $(PY) -m mlflow_lab.jobs.train_wine
+
+promote: venv ## Promote the newest version of MODEL (default wine-quality) if it beats Production (FORCE=1 overrides)
+	@eval "$$($(LAB) env)" && $(PY) -m mlflow_lab.jobs.promote $(or $(MODEL),wine-quality) $(if $(FORCE),--force)
 
 test: venv ## Run all tests (they start their own native stack on free ports)
 	@$(PY) -m pytest $(PYTEST_ARGS)
