@@ -10,13 +10,12 @@ need the stack's internals (SQL, S3, restarts) are skipped then.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 
 import pytest
 import requests
 
-from mlflow_lab.native.ephemeral import fresh_settings, new_state_dir
+from mlflow_lab.native.ephemeral import ephemeral_stack
 from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.settings import Settings
 
@@ -37,6 +36,11 @@ class Lab:
             session.auth = (self.user, self.password)
         return session
 
+    def client_env(self) -> dict[str, str]:
+        """What `eval "$(make -s env)"` exports for this stack."""
+        return {"MLFLOW_TRACKING_URI": self.url, "MLFLOW_TRACKING_USERNAME": self.user,
+                "MLFLOW_TRACKING_PASSWORD": self.password}
+
     def require_internals(self) -> NativeStack:
         if self.stack is None:
             pytest.skip("needs the stack's internals (started by the fixture, not LAB_TEST_URL)")
@@ -48,17 +52,11 @@ def lab(request) -> Lab:
     if url := os.environ.get("LAB_TEST_URL"):
         yield Lab(url.rstrip("/"), os.environ["LAB_TEST_USER"], os.environ["LAB_TEST_PASSWORD"])
         return
-    settings = fresh_settings()
-    state = new_state_dir()
-    stack = NativeStack(settings, state)
-    request.config._lab_stack = stack
-    try:
-        stack.up()
+    # Logs of a failed session stay on disk; pytest_terminal_summary prints their tails.
+    with ephemeral_stack(keep_state=lambda: request.session.testsfailed > 0) as stack:
+        request.config._lab_stack = stack
+        settings = stack.settings
         yield Lab(settings.tracking_uri("127.0.0.1"), settings["LAB_USER"], settings["LAB_PASSWORD"], settings, stack)
-    finally:
-        stack.down()
-        if not request.session.testsfailed:
-            shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture
@@ -66,9 +64,8 @@ def mlflow_client(lab, monkeypatch):
     """An MLflow client configured the way `eval "$(make -s env)"` configures one."""
     import mlflow
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", lab.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", lab.user)
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", lab.password)
+    for key, value in lab.client_env().items():
+        monkeypatch.setenv(key, value)
     mlflow.set_tracking_uri(lab.url)
     return mlflow.MlflowClient(lab.url)
 

@@ -17,8 +17,7 @@ pytestmark = pytest.mark.stack
 def trained(lab):
     """Both wine-quality runs, registered under a name unique to this test session."""
     mp = pytest.MonkeyPatch()
-    for key, value in (("MLFLOW_TRACKING_URI", lab.url), ("MLFLOW_TRACKING_USERNAME", lab.user),
-                       ("MLFLOW_TRACKING_PASSWORD", lab.password)):
+    for key, value in lab.client_env().items():
         mp.setenv(key, value)
     mlflow.set_tracking_uri(lab.url)
     name = f"wine-quality-{uuid.uuid4().hex[:6]}"

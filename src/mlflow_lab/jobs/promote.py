@@ -7,6 +7,7 @@ the challenger. Promoting the version already in Production changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 from typing import Annotated
@@ -40,9 +41,16 @@ def _metric(client: MlflowClient, model: str, version: str, metric: str) -> floa
     return value
 
 
-def current_production(client: MlflowClient, model: str) -> str | None:
-    with warnings.catch_warnings():  # stages are deprecated but are the book's workflow
+@contextlib.contextmanager
+def stage_api():
+    """Stages are deprecated (FutureWarning) but are the book's workflow: use them quietly."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def current_production(client: MlflowClient, model: str) -> str | None:
+    with stage_api():
         versions = client.get_latest_versions(model, stages=[STAGE])
     return versions[0].version if versions else None
 
@@ -83,8 +91,7 @@ def promote(client: MlflowClient, model: str, version: str | None, metric: str,
     for key, value in tags.items():
         client.set_model_version_tag(model, version, key, value)
     if promoted:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
+        with stage_api():
             client.transition_model_version_stage(model, version, STAGE, archive_existing_versions=True)
         client.set_registered_model_alias(model, ALIAS, version)
     return Decision(model, version, promoted, reason, challenger_value, champion, champion_value)

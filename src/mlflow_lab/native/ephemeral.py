@@ -42,17 +42,19 @@ def new_state_dir() -> Path:
 
 
 @contextlib.contextmanager
-def ephemeral_stack(keep_on_error: bool = True):
-    """Start a native stack, yield it, stop it and delete its state."""
+def ephemeral_stack(keep_state=lambda: False):
+    """Start a native stack, yield it, stop it and delete its state.
+
+    The state (logs included) is kept when something raised, or when keep_state() says so
+    at the end (the test session uses it to keep the logs of failed tests).
+    """
     stack = NativeStack(fresh_settings(), new_state_dir())
-    failed = False
+    failed = True
     try:
         stack.up()
         yield stack
-    except BaseException:
-        failed = True
-        raise
+        failed = False
     finally:
         stack.down()
-        if not (failed and keep_on_error):
+        if not (failed or keep_state()):
             shutil.rmtree(stack.state, ignore_errors=True)

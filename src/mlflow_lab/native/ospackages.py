@@ -53,3 +53,10 @@ def ensure_installed() -> None:
     # Debian starts the packaged nginx/postgresql services; the lab runs its own.
     for service in ("nginx", "postgresql"):
         subprocess.run(["service", service, "stop"], capture_output=True)
+
+
+if __name__ == "__main__":  # `.ci/run` installs the same packages the native runner would
+    try:
+        ensure_installed()
+    except LabError as exc:
+        raise SystemExit(f"error: {exc}") from None

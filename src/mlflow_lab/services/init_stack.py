@@ -25,8 +25,9 @@ WAIT_SECONDS = 60
 
 
 def _connect(settings: Settings, dbname: str):
+    host, port = settings.postgres_address
     return psycopg2.connect(
-        host=settings.get("POSTGRES_HOST", "postgres"), port=settings.get("POSTGRES_PORT", "5432"),
+        host=host, port=port,
         user=settings["POSTGRES_USER"], password=settings["POSTGRES_PASSWORD"], dbname=dbname,
         connect_timeout=5,
     )
@@ -53,8 +54,7 @@ def ensure_database(settings: Settings) -> None:
 
 
 def upgrade_schema(settings: Settings) -> None:
-    uri = settings.backend_store_uri(settings.get("POSTGRES_HOST", "postgres"), settings.get("POSTGRES_PORT", "5432"))
-    result = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", uri], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", settings.backend_store_uri()], capture_output=True, text=True)
     if result.returncode != 0:
         raise LabError(f"mlflow db upgrade failed: {result.stderr.strip().splitlines()[-1:]}")
     print("init: backend store schema is current")
@@ -65,11 +65,10 @@ def main() -> None:
     try:
         # This is the first thing Compose runs with the secrets: refuse weak ones here.
         settings.validate(required=("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"),
-                          passwords=("POSTGRES_PASSWORD",) + (("S3_SECRET_ACCESS_KEY",) if
-                                     settings.get("LAB_ARTIFACT_STORE", "s3") == "s3" else ()))
+                          passwords=("POSTGRES_PASSWORD",) + (("S3_SECRET_ACCESS_KEY",) if settings.uses_s3 else ()))
         ensure_database(settings)
         upgrade_schema(settings)
-        if settings.get("LAB_ARTIFACT_STORE", "s3") == "s3":
+        if settings.uses_s3:
             created = ensure_bucket(settings)
             print(f"init: bucket {settings['S3_BUCKET']} {'created' if created else 'exists'}")
     except LabError as exc:

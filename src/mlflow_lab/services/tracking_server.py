@@ -33,7 +33,7 @@ def cors_origins(settings: Settings) -> list[str]:
 
 def artifacts_destination(settings: Settings) -> tuple[str, dict[str, str]]:
     """Where the server keeps artifacts, and the environment its S3 client needs."""
-    if settings.get("LAB_ARTIFACT_STORE", "s3") == "local":
+    if not settings.uses_s3:
         return settings["LAB_ARTIFACTS_DIR"], {}
     env = {
         "MLFLOW_S3_ENDPOINT_URL": settings["S3_ENDPOINT_URL"],
@@ -51,8 +51,7 @@ def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
         "--host", settings.get("MLFLOW_BIND_HOST", "0.0.0.0"),
         "--port", settings["MLFLOW_PORT"],
         "--workers", settings["MLFLOW_WORKERS"],
-        "--backend-store-uri", settings.backend_store_uri(
-            settings.get("POSTGRES_HOST", "postgres"), settings.get("POSTGRES_PORT", "5432")),
+        "--backend-store-uri", settings.backend_store_uri(),
         # Clients only ever see mlflow-artifacts:/ URIs; S3 credentials stay here.
         "--serve-artifacts",
         "--artifacts-destination", destination,
