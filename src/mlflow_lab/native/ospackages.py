@@ -51,8 +51,10 @@ def ensure_installed() -> None:
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
     # Debian starts the packaged nginx/postgresql services; the lab runs its own.
-    for service in ("nginx", "postgresql"):
-        subprocess.run(["service", service, "stop"], capture_output=True)
+    # (Minimal systems and containers have no `service` command and started nothing.)
+    if service_cmd := shutil.which("service"):
+        for service in ("nginx", "postgresql"):
+            subprocess.run([service_cmd, service, "stop"], capture_output=True)
 
 
 if __name__ == "__main__":  # `.ci/run` installs the same packages the native runner would
