@@ -4,7 +4,7 @@ VENV := .venv
 LAB  := $(VENV)/bin/lab
 PY   := $(VENV)/bin/python
 
-.PHONY: help venv up down status logs env train promote test test-static bench lock clean
+.PHONY: help venv up down status logs env train promote score test test-static bench lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,11 +27,21 @@ logs: venv ## Tail of every service's log (SERVICE=name for one)
 env: venv ## Print exports for MLflow clients: eval "$(make -s env)"
 	@$(LAB) env
 
-train: venv ## Train wine-quality against the running lab and register its versions
-	@eval "$$($(LAB) env)" && $(PY) -m mlflow_lab.jobs.train_wine
+MODELS ?= wine-quality psystock
+MODEL  ?= wine-quality
+INPUT  ?= data/$(MODEL)-sample.csv
 
-promote: venv ## Promote the newest version of MODEL (default wine-quality) if it beats Production (FORCE=1 overrides)
-	@eval "$$($(LAB) env)" && $(PY) -m mlflow_lab.jobs.promote $(or $(MODEL),wine-quality) $(if $(FORCE),--force)
+train: venv ## Train MODELS (default: wine-quality psystock) against the lab and register versions
+	@for model in $(MODELS); do $(LAB) job train $$model || exit 1; done
+
+promote: venv ## Promote the newest version of each of MODELS if it beats Production (FORCE=1 overrides)
+	@for model in $(MODELS); do $(LAB) job promote $$model $(if $(FORCE),--force) || exit 1; done
+
+score: venv $(INPUT) ## Batch-score INPUT (default: a sample, made if missing) with models:/MODEL/Production
+	@$(LAB) job score $(INPUT) --model-uri models:/$(MODEL)/Production
+
+data/%-sample.csv:
+	@$(LAB) job sample-input $* $@
 
 test: venv ## Run all tests (they start their own native stack on free ports)
 	@$(PY) -m pytest $(PYTEST_ARGS)
@@ -39,8 +49,8 @@ test: venv ## Run all tests (they start their own native stack on free ports)
 test-static: venv ## Only the static checks (Compose schema, Dockerfile lint, drift)
 	@$(PY) -m pytest tests/static $(PYTEST_ARGS)
 
-bench: venv ## Benchmarks: ratios measured side by side in one run
-	@$(PY) -m bench
+bench: venv ## Benchmarks, ratios measured side by side in one run (BENCH="scoring tracking" picks some)
+	@$(PY) -m bench $(BENCH)
 
 lock: venv ## Re-resolve requirements.lock and requirements-dev.lock from pyproject.toml
 	@$(PY) -m pip install --quiet pip-tools

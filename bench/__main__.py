@@ -1,19 +1,34 @@
-"""Run every benchmark against one throwaway native stack and print the results."""
+"""Run the benchmarks (all, or those named: `python -m bench scoring`) and print the results."""
 
 from __future__ import annotations
 
-import platform
 import os
+import platform
+import sys
 
-from bench import tracking
+from bench import scoring, tracking
 from mlflow_lab.native.ephemeral import ephemeral_stack
 
+STACK_BENCHMARKS = {"tracking": tracking.run}   # need a running lab: they share one throwaway stack
+LOCAL_BENCHMARKS = {"scoring": scoring.run}
 
-def main() -> None:
+
+def main(names: list[str]) -> None:
+    chosen = names or [*STACK_BENCHMARKS, *LOCAL_BENCHMARKS]
+    unknown = set(chosen) - set(STACK_BENCHMARKS) - set(LOCAL_BENCHMARKS)
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s): {', '.join(sorted(unknown))}; "
+                         f"choose from {', '.join([*STACK_BENCHMARKS, *LOCAL_BENCHMARKS])}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    with ephemeral_stack() as stack:
-        tracking.run(stack)
+    for name in chosen:
+        if name in LOCAL_BENCHMARKS:
+            LOCAL_BENCHMARKS[name]()
+    stack_names = [name for name in chosen if name in STACK_BENCHMARKS]
+    if stack_names:
+        with ephemeral_stack() as stack:
+            for name in stack_names:
+                STACK_BENCHMARKS[name](stack)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

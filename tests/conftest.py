@@ -59,15 +59,17 @@ def lab(request) -> Lab:
         yield Lab(settings.tracking_uri("127.0.0.1"), settings["LAB_USER"], settings["LAB_PASSWORD"], settings, stack)
 
 
-@pytest.fixture
-def mlflow_client(lab, monkeypatch):
-    """An MLflow client configured the way `eval "$(make -s env)"` configures one."""
+@pytest.fixture(scope="session")
+def mlflow_client(lab):
+    """An MLflow client (and the fluent API) configured the way `eval "$(make -s env)"` configures them."""
     import mlflow
 
+    patch = pytest.MonkeyPatch()
     for key, value in lab.client_env().items():
-        monkeypatch.setenv(key, value)
+        patch.setenv(key, value)
     mlflow.set_tracking_uri(lab.url)
-    return mlflow.MlflowClient(lab.url)
+    yield mlflow.MlflowClient(lab.url)
+    patch.undo()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -6,15 +6,17 @@ expected failure is a LabError, printed as one sentence with a non-zero exit.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from mlflow_lab.errors import LabError
+from mlflow_lab.errors import LabError, run_cli
 from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.settings import ENV_FILE, REPO_ROOT, Settings, ensure_env_file
 
@@ -118,16 +120,38 @@ def logs(
         typer.echo(f"==> {name} <==\n{stack.log_tail(name, lines)}\n")
 
 
+def client_env(settings: Settings) -> dict[str, str]:
+    return {"MLFLOW_TRACKING_URI": settings.tracking_uri(), "MLFLOW_TRACKING_USERNAME": settings["LAB_USER"],
+            "MLFLOW_TRACKING_PASSWORD": settings["LAB_PASSWORD"]}
+
+
 @app.command()
 def env() -> None:
     """Shell exports that point an MLflow client at the lab: eval "$(make -s env)"."""
-    settings = Settings.load()
-    for key, value in (
-        ("MLFLOW_TRACKING_URI", settings.tracking_uri()),
-        ("MLFLOW_TRACKING_USERNAME", settings["LAB_USER"]),
-        ("MLFLOW_TRACKING_PASSWORD", settings["LAB_PASSWORD"]),
-    ):
+    for key, value in client_env(Settings.load()).items():
         typer.echo(f"export {key}={shlex.quote(value)}")
+
+
+# Jobs that have a Compose service (profile `jobs`); the others only write local files.
+COMPOSE_JOBS = ("train", "promote", "score")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def job(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="train, promote, score or sample-input; the rest goes to `lab-job <name>`.")],
+    state_dir: StateDir = DEFAULT_STATE,
+    runner: RunnerOpt = "auto",
+) -> None:
+    """Run a lifecycle job against the lab: in its container under Compose, else from this venv."""
+    if choose_runner(runner, state_dir) == "compose" and name in COMPOSE_JOBS:
+        # The host user owns the files a job writes under ./data.
+        compose("--profile", "jobs", "run", "--rm", "--user", f"{os.getuid()}:{os.getgid()}", name, *ctx.args)
+        return
+    environment = {**os.environ, **client_env(Settings.load())}
+    result = subprocess.run([sys.executable, "-m", "mlflow_lab.jobs", name, *ctx.args], env=environment)
+    if result.returncode:
+        raise typer.Exit(result.returncode)
 
 
 @app.command()
@@ -148,11 +172,7 @@ def clean(
 
 
 def main() -> None:
-    try:
-        app()
-    except LabError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(exc.exit_code) from None
+    run_cli(app)
 
 
 if __name__ == "__main__":

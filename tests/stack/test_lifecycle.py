@@ -3,27 +3,24 @@
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import mlflow
 import pytest
 
 from mlflow_lab.jobs import promote as promote_job
 from mlflow_lab.jobs import train_wine
+from mlflow_lab.settings import REPO_ROOT
 
 pytestmark = pytest.mark.stack
 
 
 @pytest.fixture(scope="module")
-def trained(lab):
+def trained(mlflow_client):
     """Both wine-quality runs, registered under a name unique to this test session."""
-    mp = pytest.MonkeyPatch()
-    for key, value in lab.client_env().items():
-        mp.setenv(key, value)
-    mlflow.set_tracking_uri(lab.url)
     name = f"wine-quality-{uuid.uuid4().hex[:6]}"
     results = train_wine.train(experiment=name, register_as=name, n_iter=6)
-    yield name, results, mlflow.MlflowClient(lab.url)
-    mp.undo()
+    return name, results, mlflow_client
 
 
 def test_training_registers_both_versions_with_metrics_and_plots(trained):
@@ -77,7 +74,7 @@ def test_promotion_gate_stage_alias_and_idempotence(lab, trained):
 
 
 def test_promote_cli_names_a_missing_model(lab):
-    result = subprocess.run([sys.executable, "-m", "mlflow_lab.jobs.promote", "no-such-model", "--tracking-uri", lab.url],
+    result = subprocess.run([sys.executable, "-m", "mlflow_lab.jobs", "promote", "no-such-model", "--tracking-uri", lab.url],
                             capture_output=True, text=True,
                             env={"MLFLOW_TRACKING_USERNAME": lab.user, "MLFLOW_TRACKING_PASSWORD": lab.password,
                                  "PATH": "/usr/bin:/bin"})
@@ -94,3 +91,19 @@ def test_force_overrides_the_gate(lab, trained):
     assert client.get_registered_model(name).aliases == {"champion": "1"}
     assert mlflow.pyfunc.load_model(f"models:/{name}/Production").metadata.run_id == \
         client.get_model_version(name, "1").run_id
+
+
+def test_mlproject_entry_point_runs_against_the_lab(lab, tmp_path):
+    """`mlflow run . -e train_psystock -P ...` as the tutorials do it (local env manager: this venv)."""
+    name = f"psystock-mlproject-{uuid.uuid4().hex[:6]}"
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path), **lab.client_env()}
+    result = subprocess.run([str(Path(sys.executable).parent / "mlflow"), "run", str(REPO_ROOT), "-e", "train_psystock",
+                             "-P", "days=400", "-P", "n_estimators=10", "-P", f"register_as={name}",
+                             "--experiment-name", name, "--env-manager", "local"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    client = mlflow.MlflowClient(lab.url)
+    [version] = client.search_model_versions(f"name='{name}'")
+    run = client.get_run(version.run_id)
+    assert run.data.params["n_estimators"] == "10" and run.data.params["days"] == "400"
+    assert "test_auc" in run.data.metrics

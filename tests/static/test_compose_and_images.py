@@ -50,4 +50,15 @@ def test_init_gates_the_tracking_server():
     services = compose()["services"]
     assert services["mlflow"]["depends_on"]["init"]["condition"] == "service_completed_successfully"
     assert services["init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert all("healthcheck" in svc for name, svc in services.items() if name != "init")
+    long_running = [name for name, svc in services.items() if svc.get("restart") != "no"]
+    assert all("healthcheck" in services[name] for name in long_running)
+
+
+def test_jobs_are_on_demand_and_go_through_nginx():
+    services = compose()["services"]
+    jobs = {name: svc for name, svc in services.items() if "jobs" in svc.get("profiles", [])}
+    assert set(jobs) == {"train", "promote", "score"}
+    for name, svc in jobs.items():
+        assert svc["environment"]["MLFLOW_TRACKING_URI"] == "http://nginx:8080"
+        assert {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(svc["environment"])
+        assert svc["depends_on"]["nginx"]["condition"] == "service_healthy"

@@ -9,7 +9,8 @@ from mlflow_lab.settings import ENV_EXAMPLE, REPO_ROOT, Settings, parse_env_file
 from tests.static.test_compose_and_images import compose
 
 # Compose service -> how the native runner provides it.
-NATIVE_COUNTERPART = {"postgres": "postgres", "minio": "s3", "mlflow": "mlflow", "nginx": "nginx", "init": "init step"}
+NATIVE_COUNTERPART = {"postgres": "postgres", "minio": "s3", "mlflow": "mlflow", "nginx": "nginx", "init": "init step",
+                      "train": "job", "promote": "job", "score": "job"}
 # Variables that only exist in the container world (documented as such in .env.example).
 COMPOSE_ONLY = {"COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "MINIO_IMAGE"}
 NATIVE_ONLY = {"POSTGRES_PORT", "S3_PORT", "LAB_NATIVE_S3"}
@@ -21,7 +22,7 @@ def compose_variables() -> set[str]:
 
 def native_services() -> set[str]:
     settings = Settings({**parse_env_file(ENV_EXAMPLE), "LAB_NATIVE_S3": "minio"})
-    return {svc.name for svc in NativeStack(settings, REPO_ROOT / ".lab-drift").services()} | {"init step"}
+    return {svc.name for svc in NativeStack(settings, REPO_ROOT / ".lab-drift").services()} | {"init step", "job"}
 
 
 def test_every_compose_service_has_a_native_counterpart():
@@ -59,6 +60,18 @@ def test_both_runners_use_the_same_entrypoints():
     for piece in ("mlflow_lab.services.tracking_server", "mlflow_lab.services.init_stack",
                   "entrypoint.sh", "nginx.conf.template"):
         assert piece in runner
+
+
+def test_job_services_run_the_commands_the_native_runner_runs():
+    """`lab job <name>` runs `python -m mlflow_lab.jobs <name>` natively and the <name> service under Compose."""
+    from mlflow_lab.cli import COMPOSE_JOBS
+    from mlflow_lab.jobs.__main__ import app
+
+    commands = {info.name for info in app.registered_commands} | {group.name for group in app.registered_groups}
+    services = compose()["services"]
+    for name in COMPOSE_JOBS:
+        assert services[name]["entrypoint"] == ["lab-job", name]
+        assert name in commands
 
 
 def test_postgres_major_version_matches():

@@ -20,6 +20,9 @@ from mlflow_lab.errors import LabError
 
 ALIAS = "champion"
 STAGE = "Production"
+# Registered-model tags written by training: which run metric decides, and which way.
+METRIC_TAG, GOAL_TAG = "promotion.metric", "promotion.goal"
+DEFAULT_METRIC = "test_rmse"
 
 
 @dataclass(frozen=True)
@@ -49,20 +52,37 @@ def stage_api():
         yield
 
 
+def declare_promotion_metric(client: MlflowClient, model: str, metric: str, higher_is_better: bool) -> None:
+    """Record on the registered model how its versions are compared, so `make promote` needs no flags."""
+    client.set_registered_model_tag(model, METRIC_TAG, metric)
+    client.set_registered_model_tag(model, GOAL_TAG, "maximize" if higher_is_better else "minimize")
+
+
+def promotion_metric(client: MlflowClient, model: str) -> tuple[str, bool]:
+    tags = client.get_registered_model(model).tags
+    return tags.get(METRIC_TAG, DEFAULT_METRIC), tags.get(GOAL_TAG) == "maximize"
+
+
 def current_production(client: MlflowClient, model: str) -> str | None:
     with stage_api():
         versions = client.get_latest_versions(model, stages=[STAGE])
     return versions[0].version if versions else None
 
 
-def promote(client: MlflowClient, model: str, version: str | None, metric: str,
-            higher_is_better: bool = False, force: bool = False) -> Decision:
+def promote(client: MlflowClient, model: str, version: str | None, metric: str | None = None,
+            higher_is_better: bool | None = None, force: bool = False) -> Decision:
+    """Compare on `metric` (default: the model's declared promotion metric, else test_rmse)."""
     try:
-        version = version or max((v.version for v in client.search_model_versions(f"name='{model}'")), key=int)
-    except MlflowException:
-        raise LabError(f"model {model!r} is not registered at {client.tracking_uri}.") from None
-    except ValueError:
-        raise LabError(f"no version of model {model!r} is registered at {client.tracking_uri}.") from None
+        versions = [v.version for v in client.search_model_versions(f"name='{model}'")]
+    except MlflowException as exc:
+        raise LabError(f"could not list the versions of model {model!r} at {client.tracking_uri}: {exc.message}") from None
+    if not versions:
+        raise LabError(f"no version of model {model!r} is registered at {client.tracking_uri}.")
+    version = version or max(versions, key=int)
+    if metric is None:
+        metric, declared_higher = promotion_metric(client, model)
+        higher_is_better = declared_higher if higher_is_better is None else higher_is_better
+    higher_is_better = bool(higher_is_better)
     try:
         client.get_model_version(model, version)
     except MlflowException:
@@ -100,22 +120,19 @@ def promote(client: MlflowClient, model: str, version: str | None, metric: str,
 def main(
     model: Annotated[str, typer.Argument(help="Registered model name, e.g. wine-quality.")],
     version: Annotated[str, typer.Option(help="Version to promote; the newest when omitted.")] = "",
-    metric: Annotated[str, typer.Option(envvar="PROMOTE_METRIC", help="Run metric compared between versions.")] = "test_rmse",
-    higher_is_better: Annotated[bool, typer.Option(help="Higher metric wins (e.g. AUC); default: lower wins.")] = False,
+    metric: Annotated[str, typer.Option(envvar="PROMOTE_METRIC",
+                                        help="Run metric compared between versions; default: the one training declared "
+                                             "on the model (wine-quality: test_rmse, psystock: test_auc).")] = "",
+    higher_is_better: Annotated[bool | None, typer.Option("--higher-is-better/--lower-is-better",
+                                                          help="Which way the metric wins; default: as declared.")] = None,
     force: Annotated[bool, typer.Option(help="Promote even if the metric is not better.")] = False,
     tracking_uri: Annotated[str, typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow server.")] = "",
 ) -> None:
     """Move a model version to Production and set @champion, if it beats the current one."""
-    try:
-        decision = promote(MlflowClient(tracking_uri or None), model, version or None, metric, higher_is_better, force)
-    except LabError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    decision = promote(MlflowClient(tracking_uri or None), model, version or None, metric or None,
+                       higher_is_better, force)
     verb = "promoted" if decision.promoted else "unchanged"
     typer.echo(f"{decision.model} v{decision.version}: {verb} ({decision.reason})")
     if not decision.promoted and decision.reason.startswith("refused"):
         raise typer.Exit(2)
 
-
-if __name__ == "__main__":
-    typer.run(main)

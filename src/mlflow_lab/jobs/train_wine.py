@@ -25,6 +25,9 @@ from sklearn.linear_model import ElasticNet
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import RandomizedSearchCV, train_test_split
 
+from mlflow_lab.jobs.promote import declare_promotion_metric
+from mlflow_lab.jobs.runs import job_runs
+
 MODEL_NAME = "wine-quality"
 
 
@@ -57,23 +60,24 @@ def evaluate_and_log(model, x_train, x_test, y_test, register_as: str) -> dict[s
 
 
 def train(experiment: str = MODEL_NAME, register_as: str = MODEL_NAME, n_iter: int = 20, seed: int = 42) -> dict:
-    mlflow.set_experiment(experiment)
     # Autolog params and CV child runs; the registered model is logged explicitly below.
     mlflow.sklearn.autolog(log_models=False, max_tuning_runs=5, silent=True)
     x_train, x_test, y_train, y_test = load_data(seed)
     results = {}
-    with mlflow.start_run(run_name="default-params") as run:
-        model = ElasticNet(random_state=seed).fit(x_train, y_train)
-        results["default-params"] = (run.info.run_id, evaluate_and_log(model, x_train, x_test, y_test, register_as))
-    with mlflow.start_run(run_name="hyperparameter-tuning") as run:
-        search = RandomizedSearchCV(
-            ElasticNet(random_state=seed, max_iter=10_000),
-            {"alpha": loguniform(1e-4, 1.0), "l1_ratio": uniform(0, 1)},
-            n_iter=n_iter, cv=5, scoring="neg_mean_absolute_error", random_state=seed,
-        ).fit(x_train, y_train)
-        results["hyperparameter-tuning"] = (
-            run.info.run_id, evaluate_and_log(search.best_estimator_, x_train, x_test, y_test, register_as))
+    with job_runs(experiment) as start_run:
+        with start_run("default-params") as run:
+            model = ElasticNet(random_state=seed).fit(x_train, y_train)
+            results["default-params"] = (run.info.run_id, evaluate_and_log(model, x_train, x_test, y_test, register_as))
+        with start_run("hyperparameter-tuning") as run:
+            search = RandomizedSearchCV(
+                ElasticNet(random_state=seed, max_iter=10_000),
+                {"alpha": loguniform(1e-4, 1.0), "l1_ratio": uniform(0, 1)},
+                n_iter=n_iter, cv=5, scoring="neg_mean_absolute_error", random_state=seed,
+            ).fit(x_train, y_train)
+            results["hyperparameter-tuning"] = (
+                run.info.run_id, evaluate_and_log(search.best_estimator_, x_train, x_test, y_test, register_as))
     mlflow.sklearn.autolog(disable=True)
+    declare_promotion_metric(mlflow.MlflowClient(), register_as, "test_rmse", higher_is_better=False)
     return results
 
 
@@ -87,6 +91,3 @@ def main(
     for name, (run_id, metrics) in train(experiment, register_as, n_iter, seed).items():
         typer.echo(f"{name:22} run {run_id}  " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
-
-if __name__ == "__main__":
-    typer.run(main)

@@ -1,0 +1,61 @@
+"""Resolve `models:/` URIs to one concrete registered version, with errors a user can act on.
+
+Batch scoring and the model API both pin the version they resolved (`models:/<name>/<n>`),
+so a promotion that happens mid-job cannot mix two versions, and both can say which
+version they used.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from mlflow_lab.errors import LabError
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<ref>[^/@]+)|@(?P<alias>[^/@]+))/?$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def resolve(uri: str, client: MlflowClient | None = None) -> ModelRef | None:
+    """The version a `models:/` URI points at now; None for other URIs (runs:/, paths, s3://)."""
+    match = _MODELS_URI.match(uri)
+    if not match:
+        if uri.startswith("models:"):
+            raise LabError(f"{uri!r} is not a model URI of the form models:/<name>/<stage|version> or models:/<name>@<alias>.")
+        return None
+    name, ref, alias = match["name"], match["ref"], match["alias"]
+    client = client or MlflowClient()
+    where = client.tracking_uri
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise LabError(f"model {name!r} is not registered at {where}.") from None
+        raise LabError(f"could not look up model {name!r} at {where}: {exc.message}") from None
+    try:
+        if alias:
+            return ModelRef(name, client.get_model_version_by_alias(name, alias).version)
+        if ref.isdigit():
+            return ModelRef(name, client.get_model_version(name, ref).version)
+        with warnings.catch_warnings():  # stages are deprecated, and still the book's workflow
+            warnings.simplefilter("ignore", FutureWarning)
+            versions = client.get_latest_versions(name, stages=[ref])
+    except MlflowException:
+        what = f"alias @{alias}" if alias else f"version {ref}" if ref.isdigit() else f"stage {ref!r}"
+        raise LabError(f"model {name!r} has no {what} at {where}.") from None
+    if not versions:
+        raise LabError(f"model {name!r} has no version in stage {ref!r} at {where}.")
+    return ModelRef(name, max((v.version for v in versions), key=int))
