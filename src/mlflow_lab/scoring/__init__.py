@@ -1,0 +1,1 @@
+"""Batch-scoring building blocks: chunked table I/O checked against a model signature."""
