@@ -10,7 +10,7 @@ from tests.static.test_compose_and_images import compose
 
 # Compose service -> how the native runner provides it.
 NATIVE_COUNTERPART = {"postgres": "postgres", "minio": "s3", "mlflow": "mlflow", "nginx": "nginx", "init": "init step",
-                      "train": "job", "promote": "job", "score": "job"}
+                      "train": "job", "promote": "job", "score": "job", "model-api": "model-api"}
 # Variables that only exist in the container world (documented as such in .env.example).
 COMPOSE_ONLY = {"COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "MINIO_IMAGE"}
 NATIVE_ONLY = {"POSTGRES_PORT", "S3_PORT", "LAB_NATIVE_S3"}
@@ -52,12 +52,13 @@ def test_every_env_example_variable_is_used_by_a_runner():
 def test_both_runners_use_the_same_entrypoints():
     services = compose()["services"]
     assert services["init"]["command"][-1] == "mlflow_lab.services.init_stack"
+    assert services["model-api"]["command"][-1] == "mlflow_lab.services.model_api"
     dockerfile = (REPO_ROOT / "services/mlflow/Dockerfile").read_text()
     assert '"mlflow_lab.services.tracking_server"' in dockerfile
     nginx_dockerfile = (REPO_ROOT / "services/nginx/Dockerfile").read_text()
     assert "COPY nginx.conf.template entrypoint.sh" in nginx_dockerfile
     runner = (REPO_ROOT / "src/mlflow_lab/native/runner.py").read_text()
-    for piece in ("mlflow_lab.services.tracking_server", "mlflow_lab.services.init_stack",
+    for piece in ("mlflow_lab.services.tracking_server", "mlflow_lab.services.init_stack", "mlflow_lab.services.model_api",
                   "entrypoint.sh", "nginx.conf.template"):
         assert piece in runner
 

@@ -62,5 +62,6 @@ def test_nginx_entrypoint_refuses_short_password_outside_lab(tmp_path):
     result = subprocess.run(["/bin/sh", str(REPO_ROOT / "services/nginx/entrypoint.sh")], capture_output=True, text=True,
                             env={"PATH": os.environ["PATH"], "LAB_ENV": "production", "LAB_USER": "admin",
                                  "LAB_PASSWORD": "admin", "LAB_SERVER_NAMES": "localhost",
-                                 "MLFLOW_UPSTREAM": "127.0.0.1:1", "NGINX_RUNTIME_DIR": str(tmp_path)})
+                                 "MLFLOW_UPSTREAM": "127.0.0.1:1", "MODEL_API_UPSTREAM": "127.0.0.1:2",
+                                 "NGINX_RUNTIME_DIR": str(tmp_path)})
     assert result.returncode == 1 and "LAB_PASSWORD" in result.stderr

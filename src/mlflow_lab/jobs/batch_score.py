@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from mlflow_lab import registry
 from mlflow_lab.errors import LabError
+from mlflow_lab.scoring.errors import short_reason
 from mlflow_lab.scoring.tables import ModelColumns, TableWriter, read_batches, row_count_hint, table_format
 
 EXPERIMENT = "batch-scoring"
@@ -77,14 +78,6 @@ def load_model(model_uri: str) -> tuple[mlflow.pyfunc.PyFuncModel, str]:
         raise LabError(f"could not load model {model_uri}: {str(exc).splitlines()[0]}") from None
 
 
-def input_error(exc: Exception) -> str:
-    """The reason a chunk was refused, in one line. MLflow's schema errors embed the whole
-    input frame: keep only the reason, never the data."""
-    message = str(getattr(exc, "message", exc))
-    reason = message.rsplit("Error: ", 1)[-1] if "Error: " in message else message
-    return reason.strip().splitlines()[0]
-
-
 def prediction_columns(model, features: pd.DataFrame, threshold: float) -> dict[str, np.ndarray]:
     predicted = model.predict(features)
     if (model.metadata.metadata or {}).get("task") == CLASSIFIER_TASK:
@@ -112,7 +105,7 @@ def score_file(model, source: Path, output: Path, keep: tuple[str, ...] = (), th
             try:
                 predictions = prediction_columns(model, features, threshold)
             except (MlflowException, ValueError, TypeError) as exc:  # schema enforcement, or the model itself (e.g. NaN)
-                raise LabError(f"{source}, rows {rows + 1}-{rows + batch.num_rows}: {input_error(exc)}") from None
+                raise LabError(f"{source}, rows {rows + 1}-{rows + batch.num_rows}: {short_reason(exc)}") from None
             table = pa.Table.from_batches([batch])
             for name, values in predictions.items():
                 table = table.append_column(name, pa.array(values))

@@ -1,7 +1,7 @@
 """The native runner: the same services as compose.yaml, as host processes under supervisord.
 
 Order mirrors the Compose `depends_on` graph:
-postgres, s3 (healthy) -> init (completed) -> mlflow (healthy) -> nginx.
+postgres, s3 (healthy) -> init (completed) -> mlflow (healthy) -> model-api (live) -> nginx.
 All state lives under one directory; everything binds to loopback.
 """
 
@@ -97,6 +97,10 @@ class NativeStack:
             NGINX_ACCESS_LOG=str(state / "nginx" / "access.log"),
             LAB_ARTIFACT_STORE="local" if self.s3_mode == "local" else "s3",
             LAB_ARTIFACTS_DIR=str(state / "artifacts"),
+            MODEL_API_TRACKING_URI=f"http://127.0.0.1:{s['MLFLOW_PORT']}",
+            MODEL_API_BIND_HOST="127.0.0.1",
+            MODEL_API_REPOSITORY=str(state / "model-api"),
+            MODEL_API_UPSTREAM=f"127.0.0.1:{s['MODEL_API_PORT']}",
             PYTHONUNBUFFERED="1",
         )
         if self.s3_mode != "local":
@@ -109,6 +113,7 @@ class NativeStack:
         s, state, py = self.settings, self.state, sys.executable
         pg_port, s3_port = self.port("POSTGRES_PORT"), self.port("S3_PORT")
         mlflow_port, status_port = self.port("MLFLOW_PORT"), int(s.get("NGINX_STATUS_PORT", "8081"))
+        api_port = self.port("MODEL_API_PORT")
         pg_isready = ospackages.postgres_bin("pg_isready")
         services = [
             Service(
@@ -130,6 +135,8 @@ class NativeStack:
         services += [
             Service("mlflow", f"{py} -m mlflow_lab.services.tracking_server",
                     lambda: _http_ok(f"http://127.0.0.1:{mlflow_port}/health")),
+            Service("model-api", f"{py} -m mlflow_lab.services.model_api",
+                    lambda: _http_ok(f"http://127.0.0.1:{api_port}/v2/health/live")),
             Service("nginx", f"/bin/sh {NGINX_DIR / 'entrypoint.sh'}",
                     lambda: _http_ok(f"http://127.0.0.1:{status_port}/nginx-health"),
                     user=self.user, stopsignal="QUIT"),
@@ -236,7 +243,7 @@ class NativeStack:
         (self.logs / "init.log").write_text(init.stdout + init.stderr)
         if init.returncode != 0:
             raise LabError(f"the init step failed: {(init.stderr or init.stdout).strip()}")
-        for name in ("mlflow", "nginx"):
+        for name in ("mlflow", "model-api", "nginx"):
             self.supervisorctl("start", name, check=False)
             self.wait_ready([name])
 

@@ -1,0 +1,82 @@
+"""Entrypoint of the model-api service (Compose and native): MLServer plus the registry follower.
+
+MLServer starts with no model; the follower loads each model once the registry has a
+version for it, so `make up` works before anything is trained, and a promotion made later
+is picked up within MODEL_API_POLL_SECONDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from fastapi.exceptions import RequestValidationError
+from mlserver import MLServer
+from mlserver.parallel.errors import WorkerError
+from mlserver.rest.errors import _EXCEPTION_HANDLERS
+from mlserver.rest.responses import Response
+from mlserver.settings import Settings as ServerSettings
+
+from mlflow_lab.errors import run_cli
+from mlflow_lab.services.model_api.config import ApiConfig
+from mlflow_lab.services.model_api.follower import Follower
+from mlflow_lab.settings import Settings
+
+REQUIRED = ("MODEL_API_MODELS", "MODEL_API_TRACKING_URI", "MODEL_API_PORT", "MODEL_API_GRPC_PORT",
+            "MODEL_API_METRICS_PORT", "MODEL_API_WORKERS", "MODEL_API_MAX_BATCH_SIZE")
+
+
+async def _validation_error(request, exc: RequestValidationError) -> Response:
+    """FastAPI's default 422 echoes the request body back; say what is wrong without it."""
+    problems = "; ".join(f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', '')}"
+                         for error in exc.errors()[:3])
+    return Response(status_code=422, content={"error": f"invalid request: {problems}"})
+
+
+async def _worker_error(request, exc: WorkerError) -> Response:
+    """Errors from the inference workers arrive as "<module.Class>: <message>"; keep the message.
+    Refused input is already a one-line InferenceError (4xx); anything else is not the caller's fault."""
+    if exc.status_code < 500:
+        return Response(status_code=exc.status_code, content={"error": str(exc).split(": ", 1)[-1]})
+    return Response(status_code=exc.status_code, content={"error": "the model failed on this request; see the model-api log"})
+
+
+def server_settings(config: ApiConfig) -> ServerSettings:
+    return ServerSettings(
+        debug=False,  # with debug on, unexpected errors answer with a Python traceback
+        host=config.host, http_port=config.http_port, grpc_port=config.grpc_port,
+        metrics_port=config.metrics_port, metrics_endpoint="/metrics",
+        parallel_workers=config.workers, parallel_workers_timeout=30,
+        model_repository_root=str(config.repository), load_models_at_startup=False,
+    )
+
+
+async def serve(config: ApiConfig) -> None:
+    # Read when MLServer builds its app; the most specific exception class wins.
+    _EXCEPTION_HANDLERS.update({RequestValidationError: _validation_error, WorkerError: _worker_error})
+    config.repository.mkdir(parents=True, exist_ok=True)
+    follower = asyncio.create_task(Follower(config).run())
+    try:
+        await MLServer(server_settings(config)).start()
+    finally:
+        follower.cancel()
+
+
+def main() -> None:
+    settings = Settings.load(env_file=None)
+    settings.validate(required=REQUIRED, passwords=())
+    repository = Path(settings.get("MODEL_API_REPOSITORY") or Path.home() / "model-repository")
+    config = ApiConfig.from_settings(settings, repository)
+    # MLflowRuntime loads models:/ URIs with the process-wide MLflow settings (workers inherit them).
+    os.environ["MLFLOW_TRACKING_URI"] = config.tracking_uri
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    print(f"model-api: serving {', '.join(config.model_uri(m) for m in config.models)} "
+          f"(registry {config.tracking_uri}, {config.workers} workers, batching {config.max_batch_size}"
+          f"/{config.max_batch_time}s, polling every {config.poll_seconds}s)", flush=True)
+    asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,100 @@
+"""The lab's MLflow runtime for MLServer: mlserver_mlflow.MLflowRuntime, made safe to expose.
+
+What it adds to the stock runtime (measured on MLServer 1.7.1 / mlserver-mlflow 1.7.1):
+- every refused request is a 400 with a one-line JSON error: the stock runtime answers
+  malformed JSON on /invocations and schema errors on V2 infer with a 500 and a Python
+  traceback, and its schema errors echo the caller's data;
+- extra columns and empty batches are refused (pyfunc silently drops extra columns);
+- `/models/<name>/invocations` per model: the stock `/invocations` route is global, so
+  with two models only one of them could be reached;
+- the registry version in every answer (V2 `model_version`, `X-Model-Version` header,
+  metadata `versions`), and a warm-up prediction before the model reports ready.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from fastapi import Depends, Header, Response
+from mlserver.errors import InferenceError
+from mlserver.handlers.custom import CustomHandler, register_custom_handler
+from mlserver.types import InferenceRequest, InferenceResponse
+from mlserver_mlflow import MLflowRuntime
+from mlserver_mlflow.runtime import _get_raw_body
+
+from mlflow_lab.scoring.errors import short_reason
+
+VERSION_KEY = "registry_version"
+
+
+class _CheckedModel:
+    """A pyfunc model that also refuses empty batches and columns its signature lacks."""
+
+    def __init__(self, model):
+        self._model = model
+        self.metadata = model.metadata
+        schema = model.metadata.get_input_schema()
+        self._columns = set(schema.input_names()) if schema is not None and schema.has_input_names() else None
+
+    def predict(self, data, params=None):
+        if hasattr(data, "__len__") and len(data) == 0:
+            raise InferenceError("the request holds no rows")
+        if self._columns is not None and isinstance(data, pd.DataFrame):
+            extra = [str(name) for name in data.columns if name not in self._columns]
+            if extra:
+                raise InferenceError(f"unexpected column(s) {', '.join(extra)}; the model takes {', '.join(sorted(self._columns))}")
+        return self._model.predict(data, params=params)
+
+
+class LabMLflowRuntime(MLflowRuntime):
+    def __init__(self, settings):
+        super().__init__(settings)
+        # A fresh function per instance: MLServer tells routes apart by endpoint identity,
+        # which lets the old and the new version's routes coexist during a swap.
+        async def model_invocations(raw_body: str = Depends(_get_raw_body),
+                                    content_type: str = Header(default="")) -> Response:
+            return await self._checked_invocations(raw_body, content_type)
+
+        register_custom_handler(CustomHandler(rest_path=f"/models/{settings.name}/invocations"), model_invocations)
+        self.model_invocations = model_invocations
+
+    @property
+    def registry_version(self) -> str:
+        extra = (self.settings.parameters.extra or {}) if self.settings.parameters else {}
+        return str(extra.get(VERSION_KEY, ""))
+
+    async def invocations(self, raw_body: str, content_type: str) -> Response:
+        """No longer a route of its own (see model_invocations)."""
+        return await self._checked_invocations(raw_body, content_type)
+
+    async def _checked_invocations(self, raw_body: str, content_type: str) -> Response:
+        try:
+            response = await MLflowRuntime.invocations(self, raw_body=raw_body, content_type=content_type)
+        except Exception as exc:  # noqa: BLE001 - whatever the input did, the caller gets one line
+            raise InferenceError(short_reason(exc)) from None
+        response.headers["X-Model-Version"] = self.registry_version
+        return response
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        try:
+            response = await super().predict(payload)
+        except Exception as exc:  # noqa: BLE001
+            raise InferenceError(short_reason(exc)) from None
+        response.model_version = self.registry_version
+        return response
+
+    async def load(self) -> bool:
+        await super().load()
+        self._model = _CheckedModel(self._model)
+        self._warm_up()
+        return True
+
+    def _warm_up(self) -> None:
+        """One prediction on a row of zeros, so the first real request does not pay for lazy setup."""
+        schema = self._model.metadata.get_input_schema()
+        if schema is None or not schema.has_input_names():
+            return
+        row = pd.DataFrame({spec.name: pd.Series([0], dtype=spec.type.to_pandas()) for spec in schema.inputs})
+        try:
+            self._model.predict(row)
+        except Exception:  # noqa: BLE001 - a model that rejects zeros is still servable
+            pass

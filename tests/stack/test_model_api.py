@@ -1,0 +1,224 @@
+"""The model API through nginx: both protocols, the registry followed without downtime, bad requests."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import grpc
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from mlserver.grpc import converters
+from mlserver.grpc import dataplane_pb2_grpc
+from mlserver.types import InferenceRequest
+
+from mlflow_lab.jobs import promote, sample_input, train_psystock, train_wine
+
+pytestmark = pytest.mark.stack
+WINE, STOCK = "wine-quality", "psystock"  # the names the lab's model API serves (MODEL_API_MODELS)
+FOLLOW_BOUND_S = 60  # poll interval (5 s) + loading a version in the worker, with CI headroom
+
+
+def wait_for_version(lab, name: str, version: str, timeout: float = FOLLOW_BOUND_S) -> float:
+    """Seconds until the API answers for `name` with `version`."""
+    session, started = lab.session(), time.monotonic()
+    body = v2_body(sample_input.build(name, rows=1, seed=0))
+    while time.monotonic() - started < timeout:
+        response = session.post(f"{lab.url}/v2/models/{name}/infer", json=body)
+        if response.ok and response.json()["model_version"] == version:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise AssertionError(f"{name} version {version} not served within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def served(lab, mlflow_client):
+    """wine-quality v1 (default params) and psystock v1 in Production; v2 of wine (tuned) registered."""
+    train_wine.train(experiment=WINE, register_as=WINE, n_iter=2)
+    train_psystock.train(experiment=STOCK, register_as=STOCK, days=600, n_estimators=30)
+    for name in (WINE, STOCK):
+        promote.promote(mlflow_client, name, "1", force=True)
+        wait_for_version(lab, name, "1")
+    return mlflow_client
+
+
+def v2_body(frame: pd.DataFrame) -> dict:
+    datatypes = {"float64": "FP64", "int64": "INT64"}
+    return {"inputs": [{"name": column, "shape": [len(frame)], "datatype": datatypes[str(frame[column].dtype)],
+                        "data": frame[column].tolist()} for column in frame.columns]}
+
+
+def in_process(name: str, version: str, frame: pd.DataFrame) -> np.ndarray:
+    return np.asarray(mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict(frame), dtype="float64").reshape(-1)
+
+
+@pytest.mark.parametrize("name", [WINE, STOCK])
+def test_v2_and_invocations_formats_match_in_process_predict(lab, served, name):
+    frame = sample_input.build(name, rows=25, seed=5)
+    expected = in_process(name, "1", frame)
+    session = lab.session()
+
+    v2 = session.post(f"{lab.url}/v2/models/{name}/infer", json=v2_body(frame))
+    assert v2.status_code == 200, v2.text
+    assert v2.json()["model_version"] == "1"
+    np.testing.assert_allclose(np.asarray(v2.json()["outputs"][0]["data"], dtype="float64"), expected, rtol=1e-6)
+
+    url = f"{lab.url}/models/{name}/invocations"
+    records = json.loads(frame.to_json(orient="records"))
+    bodies = {
+        "dataframe_split": {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))},
+        "dataframe_records": {"dataframe_records": records},
+        "instances": {"instances": records},
+        "inputs": {"inputs": {column: frame[column].tolist() for column in frame.columns}},
+    }
+    for form, body in bodies.items():
+        response = session.post(url, json=body)
+        assert response.status_code == 200, (form, response.text)
+        assert response.headers["X-Model-Version"] == "1"
+        np.testing.assert_allclose(np.asarray(response.json()["predictions"], dtype="float64"), expected,
+                                   rtol=1e-6, err_msg=form)
+    csv = session.post(url, data=frame.to_csv(index=False), headers={"Content-Type": "text/csv"})
+    assert csv.status_code == 200, csv.text
+    np.testing.assert_allclose(np.asarray(csv.json()["predictions"], dtype="float64"), expected, rtol=1e-6)
+
+
+def test_metadata_shows_the_served_version(lab, served):
+    metadata = lab.session().get(f"{lab.url}/v2/models/{WINE}").json()
+    assert metadata["versions"] == ["1"] and metadata["platform"] == "mlflow"
+    assert {tensor["name"] for tensor in metadata["inputs"]} == set(sample_input.build(WINE, 1, 0).columns)
+
+
+def test_grpc_infer(lab, served):
+    stack = lab.require_internals()
+    frame = sample_input.build(WINE, rows=4, seed=9)
+    request = InferenceRequest.model_validate(v2_body(frame))
+    with grpc.insecure_channel(f"127.0.0.1:{stack.settings['MODEL_API_GRPC_PORT']}") as channel:
+        stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
+        reply = stub.ModelInfer(converters.ModelInferRequestConverter.from_types(request, model_name=WINE))
+    response = converters.ModelInferResponseConverter.to_types(reply)
+    assert response.model_version == "1"
+    np.testing.assert_allclose(np.asarray(response.outputs[0].data, dtype="float64"), in_process(WINE, "1", frame),
+                               rtol=1e-6)
+
+
+def test_credentials_required_except_health_and_readiness(lab, served):
+    anonymous = lab.session(auth=False)
+    body = v2_body(sample_input.build(WINE, 1, 0))
+    assert anonymous.post(f"{lab.url}/v2/models/{WINE}/infer", json=body).status_code == 401
+    assert anonymous.post(f"{lab.url}/models/{WINE}/invocations", json={"instances": []}).status_code == 401
+    assert anonymous.get(f"{lab.url}/v2/models/{WINE}").status_code == 401
+    for path in ("/v2/health/live", "/v2/health/ready", f"/v2/models/{WINE}/ready", f"/v2/models/{STOCK}/ready"):
+        assert anonymous.get(f"{lab.url}{path}").status_code == 200, path
+
+
+def test_prometheus_metrics_inside_the_stack(lab, served):
+    stack = lab.require_internals()
+    lab.session().post(f"{lab.url}/v2/models/{WINE}/infer", json=v2_body(sample_input.build(WINE, 1, 0)))
+    metrics = requests.get(f"http://127.0.0.1:{stack.settings['MODEL_API_METRICS_PORT']}/metrics", timeout=10).text
+    assert "model_infer_request_success" in metrics
+
+
+MARKER = 987654.125  # a value that must never be echoed back in an error
+
+
+def _wine_rows() -> pd.DataFrame:
+    frame = sample_input.build(WINE, rows=3, seed=2)
+    frame.loc[0, "alcohol"] = MARKER
+    return frame
+
+
+def _split(frame: pd.DataFrame) -> dict:
+    return {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
+
+
+BAD_REQUESTS = {
+    # case: (path, body (dict -> JSON, str -> raw), content type, expected status)
+    "malformed JSON, invocations": (f"/models/{WINE}/invocations", '{"dataframe_split": {"columns": [' + str(MARKER),
+                                    "application/json", 400),
+    "malformed JSON, V2": (f"/v2/models/{WINE}/infer", '{"inputs": [' + str(MARKER), "application/json", 422),
+    "wrong content type, invocations": (f"/models/{WINE}/invocations", json.dumps(_split(_wine_rows())), "text/plain", 400),
+    "wrong content type, V2": (f"/v2/models/{WINE}/infer", json.dumps(v2_body(_wine_rows())), "text/plain", 422),
+    "missing column": (f"/models/{WINE}/invocations", _split(_wine_rows().drop(columns="proline")), "application/json", 400),
+    "missing column, V2": (f"/v2/models/{WINE}/infer", v2_body(_wine_rows().drop(columns="proline")), "application/json", 400),
+    "extra column": (f"/models/{WINE}/invocations", _split(_wine_rows().assign(colour=1.0)), "application/json", 400),
+    "extra column, V2": (f"/v2/models/{WINE}/infer", v2_body(_wine_rows().assign(colour=1.0)), "application/json", 400),
+    "wrong dtype": (f"/models/{WINE}/invocations",
+                    _split(_wine_rows().astype({"ash": object}).assign(ash=["low", "mid", "high"])), "application/json", 400),
+    "NaN in an integer column": (f"/models/{STOCK}/invocations",
+                                 _split(sample_input.build(STOCK, 3, 1).astype("float64").assign(move_1=[np.nan, 1.0, MARKER])),
+                                 "application/json", 400),
+    "empty batch": (f"/models/{WINE}/invocations", _split(_wine_rows().head(0)), "application/json", 400),
+    "empty batch, V2": (f"/v2/models/{WINE}/infer", v2_body(_wine_rows().head(0)), "application/json", 400),
+    "unknown model, V2": ("/v2/models/no-such-model/infer", v2_body(_wine_rows()), "application/json", 404),
+    "unknown model, invocations": ("/models/no-such-model/invocations", _split(_wine_rows()), "application/json", 404),
+    "body over the limit": (f"/models/{WINE}/invocations", "x" * (6 << 20), "application/json", 413),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_request_gets_short_json_error_and_the_server_keeps_serving(lab, served, case):
+    path, body, content_type, status = BAD_REQUESTS[case]
+    session = lab.session()
+    data = body if isinstance(body, str) else json.dumps(body)
+    response = session.post(f"{lab.url}{path}", data=data, headers={"Content-Type": content_type})
+    assert response.status_code == status, response.text[:500]
+    error = response.json()
+    message = error.get("error") or error.get("detail")
+    assert isinstance(message, str) and message and len(response.text) < 600, response.text[:600]
+    assert "Traceback" not in response.text and str(MARKER) not in response.text
+    good = session.post(f"{lab.url}/models/{WINE}/invocations", json=_split(sample_input.build(WINE, 2, 0)))
+    assert good.status_code == 200, good.text
+
+
+def test_promotion_is_followed_without_a_failed_request(lab, served):
+    """Clients keep sending while version 2 is promoted: none fails, and version 2 answers within the bound."""
+    session_url = f"{lab.url}/models/{WINE}/invocations"
+    body = _split(sample_input.build(WINE, 2, 0))
+    seen, failures, stop = [], [], threading.Event()
+
+    def client() -> None:
+        session = lab.session()
+        while not stop.is_set():
+            response = session.post(session_url, json=body)
+            if response.status_code != 200:
+                failures.append((response.status_code, response.text[:200]))
+            else:
+                seen.append((time.monotonic(), response.headers["X-Model-Version"]))
+
+    threads = [threading.Thread(target=client) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1)
+        promoted_at = time.monotonic()
+        assert promote.promote(served, WINE, "2", force=True).promoted
+        deadline = promoted_at + FOLLOW_BOUND_S
+        while time.monotonic() < deadline and not any(version == "2" for _, version in seen):
+            time.sleep(0.2)
+        time.sleep(2)  # keep sending after the swap: the old version is being unloaded now
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    switched = [t for t, version in seen if version == "2"]
+    assert switched, f"version 2 was not served within {FOLLOW_BOUND_S} s"
+    assert all(version == "2" for t, version in seen if t > switched[0] + 1), "answers went back to version 1"
+
+
+def test_a_version_that_cannot_load_leaves_the_old_one_serving(lab, served):
+    client, current, stack = served, "2", lab.require_internals()
+    wait_for_version(lab, WINE, current)
+    run = client.create_run(client.get_experiment_by_name(WINE).experiment_id)
+    client.log_metric(run.info.run_id, "test_rmse", 0.01)  # looks like the best version yet
+    broken = client.create_model_version(WINE, f"{run.info.artifact_uri}/no-model-here", run.info.run_id)
+    assert promote.promote(client, WINE, broken.version, force=True).promoted
+    time.sleep(15)  # three polls: the follower tries, fails, and keeps the old version
+    response = lab.session().post(f"{lab.url}/models/{WINE}/invocations", json=_split(sample_input.build(WINE, 2, 0)))
+    assert response.status_code == 200 and response.headers["X-Model-Version"] == current
+    assert f"version {broken.version} failed to load, still serving {current}" in stack.log_tail("model-api", 400)
+    promote.promote(client, WINE, current, force=True)  # leave Production servable for whoever runs next
