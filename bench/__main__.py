@@ -6,10 +6,10 @@ import os
 import platform
 import sys
 
-from bench import scoring, tracking
+from bench import model_api, scoring, tracking
 from mlflow_lab.native.ephemeral import ephemeral_stack
 
-STACK_BENCHMARKS = {"tracking": tracking.run}   # need a running lab: they share one throwaway stack
+STACK_BENCHMARKS = {"tracking": tracking.run, "model_api": model_api.run}   # need a running lab: they share one throwaway stack
 LOCAL_BENCHMARKS = {"scoring": scoring.run}
 
 

@@ -8,12 +8,14 @@ set -eu
 : "${LAB_SERVER_NAMES:?LAB_SERVER_NAMES is not set: add it to .env (see .env.example)}"
 : "${MLFLOW_UPSTREAM:?MLFLOW_UPSTREAM is not set (host:port of the tracking server)}"
 : "${MODEL_API_UPSTREAM:?MODEL_API_UPSTREAM is not set (host:port of the model API)}"
+: "${MODEL_API_GRPC_UPSTREAM:?MODEL_API_GRPC_UPSTREAM is not set (host:port of the model API's gRPC server)}"
 if [ "${LAB_ENV:-lab}" != lab ] && [ "${#LAB_PASSWORD}" -lt 16 ]; then
     echo "nginx: LAB_PASSWORD is shorter than 16 characters (LAB_ENV=$LAB_ENV): set a random value in .env" >&2
     exit 1
 fi
 : "${NGINX_LISTEN:=8080}"
 : "${NGINX_STATUS_PORT:=8081}"
+: "${NGINX_GRPC_LISTEN:=8082}"
 : "${LAB_MAX_BODY_SIZE:=10g}"
 : "${MODEL_API_MAX_BODY_SIZE:=5m}"
 : "${NGINX_RUNTIME_DIR:=/tmp/nginx}"
@@ -22,7 +24,7 @@ fi
 # supervisor, which cannot reopen /dev/stdout) to a file in the runtime directory.
 : "${NGINX_ACCESS_LOG:=/dev/stdout}"
 
-export NGINX_LISTEN NGINX_STATUS_PORT LAB_MAX_BODY_SIZE MODEL_API_MAX_BODY_SIZE NGINX_RUNTIME_DIR NGINX_ACCESS_LOG
+export NGINX_LISTEN NGINX_GRPC_LISTEN NGINX_STATUS_PORT LAB_MAX_BODY_SIZE MODEL_API_MAX_BODY_SIZE NGINX_RUNTIME_DIR NGINX_ACCESS_LOG
 
 mkdir -p "$NGINX_RUNTIME_DIR"
 umask 077
@@ -35,7 +37,7 @@ digest=$( (printf '%s%s' "$LAB_PASSWORD" "$salt" | openssl dgst -sha1 -binary; p
 printf '%s:{SSHA}%s\n' "$LAB_USER" "$digest" > "$NGINX_RUNTIME_DIR/htpasswd.new"
 mv "$NGINX_RUNTIME_DIR/htpasswd.new" "$NGINX_RUNTIME_DIR/htpasswd"
 
-envsubst '${NGINX_RUNTIME_DIR} ${NGINX_ACCESS_LOG} ${NGINX_LISTEN} ${NGINX_STATUS_PORT} ${MLFLOW_UPSTREAM} ${LAB_SERVER_NAMES} ${LAB_MAX_BODY_SIZE} ${MODEL_API_UPSTREAM} ${MODEL_API_MAX_BODY_SIZE}' \
+envsubst '${NGINX_RUNTIME_DIR} ${NGINX_ACCESS_LOG} ${NGINX_LISTEN} ${NGINX_STATUS_PORT} ${MLFLOW_UPSTREAM} ${LAB_SERVER_NAMES} ${LAB_MAX_BODY_SIZE} ${MODEL_API_UPSTREAM} ${MODEL_API_MAX_BODY_SIZE} ${NGINX_GRPC_LISTEN} ${MODEL_API_GRPC_UPSTREAM}' \
     < "$NGINX_TEMPLATE" > "$NGINX_RUNTIME_DIR/nginx.conf"
 
 nginx -t -q -c "$NGINX_RUNTIME_DIR/nginx.conf"

@@ -77,6 +77,8 @@ def up(state_dir: StateDir = DEFAULT_STATE, runner: RunnerOpt = "auto") -> None:
     (state_dir / "runner").write_text(chosen)
     typer.echo(f"\nMLflow is up at {settings.tracking_uri()}  (user {settings['LAB_USER']}, "
                f"password in {ENV_FILE.name}: LAB_PASSWORD)")
+    typer.echo(f"Model API: {settings.tracking_uri()}/models/<name>/invocations and /v2/models/<name>/infer "
+               "(same credentials; serves a model once it has a Production version)")
     typer.echo('Point a client at it:  eval "$(make -s env)"')
 
 

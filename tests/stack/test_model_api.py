@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -17,6 +22,7 @@ from mlserver.grpc import dataplane_pb2_grpc
 from mlserver.types import InferenceRequest
 
 from mlflow_lab.jobs import promote, sample_input, train_psystock, train_wine
+from mlflow_lab.native.ephemeral import free_ports
 
 pytestmark = pytest.mark.stack
 WINE, STOCK = "wine-quality", "psystock"  # the names the lab's model API serves (MODEL_API_MODELS)
@@ -92,13 +98,18 @@ def test_metadata_shows_the_served_version(lab, served):
     assert {tensor["name"] for tensor in metadata["inputs"]} == set(sample_input.build(WINE, 1, 0).columns)
 
 
-def test_grpc_infer(lab, served):
-    stack = lab.require_internals()
+def test_grpc_infer_through_nginx_with_credentials(lab, served):
+    stack = lab.require_internals()  # the gRPC port is the stack's second published nginx port
     frame = sample_input.build(WINE, rows=4, seed=9)
-    request = InferenceRequest.model_validate(v2_body(frame))
-    with grpc.insecure_channel(f"127.0.0.1:{stack.settings['MODEL_API_GRPC_PORT']}") as channel:
+    request = converters.ModelInferRequestConverter.from_types(InferenceRequest.model_validate(v2_body(frame)),
+                                                               model_name=WINE)
+    token = base64.b64encode(f"{lab.user}:{lab.password}".encode()).decode()
+    with grpc.insecure_channel(f"127.0.0.1:{stack.settings['LAB_GRPC_PORT']}") as channel:
         stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
-        reply = stub.ModelInfer(converters.ModelInferRequestConverter.from_types(request, model_name=WINE))
+        reply = stub.ModelInfer(request, metadata=[("authorization", f"Basic {token}")], timeout=30)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ModelInfer(request, timeout=30)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     response = converters.ModelInferResponseConverter.to_types(reply)
     assert response.model_version == "1"
     np.testing.assert_allclose(np.asarray(response.outputs[0].data, dtype="float64"), in_process(WINE, "1", frame),
@@ -222,3 +233,34 @@ def test_a_version_that_cannot_load_leaves_the_old_one_serving(lab, served):
     assert response.status_code == 200 and response.headers["X-Model-Version"] == current
     assert f"version {broken.version} failed to load, still serving {current}" in stack.log_tail("model-api", 400)
     promote.promote(client, WINE, current, force=True)  # leave Production servable for whoever runs next
+
+
+def test_model_server_mlflow_serves_the_same_predictions(lab, served):
+    """MODEL_SERVER=mlflow: the same entrypoint on MLflow's scoring server (started beside the API here)."""
+    stack = lab.require_internals()
+    port = free_ports(1)[0]
+    env = {**stack.service_env(), "MODEL_SERVER": "mlflow", "MODEL_API_PORT": str(port), "MODEL_API_WORKERS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "mlflow_lab.services.model_api"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{base}/v2/models/{WINE}/ready", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, "the MLflow scoring server did not start"
+            time.sleep(0.5)
+        frame = sample_input.build(WINE, rows=10, seed=4)
+        response = requests.post(f"{base}/models/{WINE}/invocations", json=_split(frame), timeout=30)
+        assert response.status_code == 200, response.text
+        served_version = response.headers["X-Model-Version"]
+        np.testing.assert_allclose(np.asarray(response.json()["predictions"], dtype="float64"),
+                                   in_process(WINE, served_version, frame), rtol=1e-9)
+        through_mlserver = lab.session().post(f"{lab.url}/models/{WINE}/invocations", json=_split(frame))
+        assert through_mlserver.headers["X-Model-Version"] == served_version
+        np.testing.assert_allclose(through_mlserver.json()["predictions"], response.json()["predictions"], rtol=1e-9)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)

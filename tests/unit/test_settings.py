@@ -63,5 +63,6 @@ def test_nginx_entrypoint_refuses_short_password_outside_lab(tmp_path):
                             env={"PATH": os.environ["PATH"], "LAB_ENV": "production", "LAB_USER": "admin",
                                  "LAB_PASSWORD": "admin", "LAB_SERVER_NAMES": "localhost",
                                  "MLFLOW_UPSTREAM": "127.0.0.1:1", "MODEL_API_UPSTREAM": "127.0.0.1:2",
+                                 "MODEL_API_GRPC_UPSTREAM": "127.0.0.1:3",
                                  "NGINX_RUNTIME_DIR": str(tmp_path)})
     assert result.returncode == 1 and "LAB_PASSWORD" in result.stderr

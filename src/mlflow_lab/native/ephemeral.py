@@ -25,12 +25,12 @@ def free_ports(count: int) -> list[int]:
 def fresh_settings() -> Settings:
     """.env.example with new secrets, free ports and the moto S3 stand-in."""
     values = parse_env_file(ENV_EXAMPLE)
-    pg, s3, mlflow, http, status, api, api_grpc, api_metrics = free_ports(8)
+    pg, s3, mlflow, http, grpc, status, api, api_grpc, api_metrics = free_ports(9)
     values.update(
         LAB_PASSWORD=new_secret(), POSTGRES_PASSWORD=new_secret(), S3_SECRET_ACCESS_KEY=new_secret(),
         POSTGRES_PORT=str(pg), S3_PORT=str(s3), MLFLOW_PORT=str(mlflow), LAB_HTTP_PORT=str(http),
         NGINX_STATUS_PORT=str(status), LAB_NATIVE_S3="moto", LAB_BIND_ADDRESS="127.0.0.1",
-        MODEL_API_PORT=str(api), MODEL_API_GRPC_PORT=str(api_grpc), MODEL_API_METRICS_PORT=str(api_metrics),
+        LAB_GRPC_PORT=str(grpc), MODEL_API_PORT=str(api), MODEL_API_GRPC_PORT=str(api_grpc), MODEL_API_METRICS_PORT=str(api_metrics),
     )
     return Settings(values)
 

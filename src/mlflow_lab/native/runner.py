@@ -101,6 +101,8 @@ class NativeStack:
             MODEL_API_BIND_HOST="127.0.0.1",
             MODEL_API_REPOSITORY=str(state / "model-api"),
             MODEL_API_UPSTREAM=f"127.0.0.1:{s['MODEL_API_PORT']}",
+            MODEL_API_GRPC_UPSTREAM=f"127.0.0.1:{s['MODEL_API_GRPC_PORT']}",
+            NGINX_GRPC_LISTEN=f"{s.get('LAB_BIND_ADDRESS', '127.0.0.1')}:{s['LAB_GRPC_PORT']}",
             PYTHONUNBUFFERED="1",
         )
         if self.s3_mode != "local":

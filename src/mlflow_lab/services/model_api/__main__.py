@@ -19,7 +19,8 @@ from mlserver.rest.errors import _EXCEPTION_HANDLERS
 from mlserver.rest.responses import Response
 from mlserver.settings import Settings as ServerSettings
 
-from mlflow_lab.errors import run_cli
+from mlflow_lab.errors import LabError, run_cli
+from mlflow_lab.services.model_api import mlflow_server
 from mlflow_lab.services.model_api.config import ApiConfig
 from mlflow_lab.services.model_api.follower import Follower
 from mlflow_lab.settings import Settings
@@ -72,10 +73,16 @@ def main() -> None:
     # MLflowRuntime loads models:/ URIs with the process-wide MLflow settings (workers inherit them).
     os.environ["MLFLOW_TRACKING_URI"] = config.tracking_uri
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    print(f"model-api: serving {', '.join(config.model_uri(m) for m in config.models)} "
+    server = settings.get("MODEL_SERVER", "mlserver")
+    if server not in ("mlserver", "mlflow"):
+        raise LabError(f"MODEL_SERVER must be mlserver or mlflow; got {server!r}.")
+    print(f"model-api ({server}): serving {', '.join(config.model_uri(m) for m in config.models)} "
           f"(registry {config.tracking_uri}, {config.workers} workers, batching {config.max_batch_size}"
           f"/{config.max_batch_time}s, polling every {config.poll_seconds}s)", flush=True)
-    asyncio.run(serve(config))
+    if server == "mlflow":
+        mlflow_server.run(config)
+    else:
+        asyncio.run(serve(config))
 
 
 if __name__ == "__main__":
