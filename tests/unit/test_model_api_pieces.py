@@ -1,0 +1,45 @@
+"""Pieces of the model API and scoring that need no stack: error sentences and model references."""
+
+from pathlib import Path
+
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc.scoring_server import _decode_json_input
+
+from mlflow_lab.errors import LabError
+from mlflow_lab.scoring.errors import short_reason
+from mlflow_lab.services.model_api.config import ApiConfig
+from mlflow_lab.settings import ENV_EXAMPLE, Settings, parse_env_file
+
+
+def test_schema_errors_keep_the_reason_and_drop_the_data():
+    exc = MlflowException("Failed to enforce schema of data '   alcohol\n0   987654.125' with schema "
+                          "'['alcohol': double (required)]'. Error: Model is missing inputs ['ash'].")
+    assert short_reason(exc) == "Model is missing inputs ['ash']."
+
+
+def test_malformed_json_is_named_without_echoing_the_body():
+    with pytest.raises(MlflowException) as raised:
+        _decode_json_input('{"dataframe_split": 987654.125')
+    reason = short_reason(raised.value)
+    assert reason.startswith("malformed JSON body:") and "987654.125" not in reason
+
+
+def config(**overrides) -> ApiConfig:
+    values = {**parse_env_file(ENV_EXAMPLE), **overrides}
+    return ApiConfig.from_settings(Settings(values), Path("/tmp/repo"))
+
+
+def test_model_reference_is_a_stage_or_an_alias():
+    assert config().model_uri("wine-quality") == "models:/wine-quality/Production"
+    assert config(MODEL_API_MODEL_REF="@champion").model_uri("psystock") == "models:/psystock@champion"
+    assert config().models == ("wine-quality", "psystock")
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"MODEL_API_WORKERS": "0"}, "MODEL_API_WORKERS must be at least 1"),
+    ({"MODEL_API_MODELS": ""}, "MODEL_API_MODELS is empty"),
+])
+def test_model_api_refuses_settings_it_cannot_honour(overrides, words):
+    with pytest.raises(LabError, match=words):
+        config(**overrides)
