@@ -29,7 +29,8 @@ env: venv ## Print exports for MLflow clients: eval "$(make -s env)"
 
 MODELS ?= wine-quality psystock
 MODEL  ?= wine-quality
-INPUT  ?= data/$(MODEL)-sample.csv
+SAMPLE := data/$(MODEL)-sample.csv
+INPUT  ?= $(SAMPLE)
 
 train: venv ## Train MODELS (default: wine-quality psystock) against the lab and register versions
 	@for model in $(MODELS); do $(LAB) job train $$model || exit 1; done
@@ -37,7 +38,8 @@ train: venv ## Train MODELS (default: wine-quality psystock) against the lab and
 promote: venv ## Promote the newest version of each of MODELS if it beats Production (FORCE=1 overrides)
 	@for model in $(MODELS); do $(LAB) job promote $$model $(if $(FORCE),--force) || exit 1; done
 
-score: venv $(INPUT) ## Batch-score INPUT (default: a sample, made if missing) with models:/MODEL/Production
+# Only the default sample is a make target: INPUT may be an s3:// or mlflow-artifacts:/ URI.
+score: venv $(filter $(SAMPLE),$(INPUT)) ## Batch-score INPUT (path or URI; default: a sample, made if missing) with models:/MODEL/Production
 	@$(LAB) job score $(INPUT) --model-uri models:/$(MODEL)/Production
 
 data/%-sample.csv:
