@@ -13,17 +13,14 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import statistics
 import time
 
 import aiohttp
 import mlflow
-import requests
 
 from mlflow_lab.jobs import promote, sample_input, train_wine
+from mlflow_lab.native.ephemeral import extra_model_api
 from mlflow_lab.native.runner import NativeStack
 
 MODEL = "wine-quality"
@@ -84,23 +81,10 @@ def _api_with(stack: NativeStack, overrides: dict):
     """The model-api program replaced, on its port behind the same nginx, by one with other settings.
     (Restarting the whole supervised stack would lose the in-memory S3 stand-in's artifacts.)"""
     stack.supervisorctl("stop", "model-api", check=False)
-    process = subprocess.Popen([sys.executable, "-m", "mlflow_lab.services.model_api"],
-                               env={**stack.service_env(), **overrides}, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 180
-        url = f"{stack.settings.tracking_uri('127.0.0.1')}/v2/models/{MODEL}/ready"
-        while requests.get(url, timeout=5).status_code != 200:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"{MODEL} not ready with {overrides}")
-            time.sleep(0.5)
-        yield
+        with extra_model_api(stack, overrides, f"{stack.settings.tracking_uri('127.0.0.1')}/v2/models/{MODEL}/ready"):
+            yield
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
         stack.supervisorctl("start", "model-api", check=False)
 
 

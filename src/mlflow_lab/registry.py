@@ -7,6 +7,7 @@ version they used.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 from dataclasses import dataclass
@@ -17,6 +18,14 @@ from mlflow.exceptions import MlflowException
 from mlflow_lab.errors import LabError
 
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<ref>[^/@]+)|@(?P<alias>[^/@]+))/?$")
+
+
+@contextlib.contextmanager
+def stage_api():
+    """Stages are deprecated (FutureWarning) but are the book's workflow: use them quietly."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
 
 
 @dataclass(frozen=True)
@@ -50,8 +59,7 @@ def resolve(uri: str, client: MlflowClient | None = None) -> ModelRef | None:
             return ModelRef(name, client.get_model_version_by_alias(name, alias).version)
         if ref.isdigit():
             return ModelRef(name, client.get_model_version(name, ref).version)
-        with warnings.catch_warnings():  # stages are deprecated, and still the book's workflow
-            warnings.simplefilter("ignore", FutureWarning)
+        with stage_api():
             versions = client.get_latest_versions(name, stages=[ref])
     except MlflowException:
         what = f"alias @{alias}" if alias else f"version {ref}" if ref.isdigit() else f"stage {ref!r}"

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -22,7 +18,7 @@ from mlserver.grpc import dataplane_pb2_grpc
 from mlserver.types import InferenceRequest
 
 from mlflow_lab.jobs import promote, sample_input, train_psystock, train_wine
-from mlflow_lab.native.ephemeral import free_ports
+from mlflow_lab.native.ephemeral import extra_model_api, free_ports
 
 pytestmark = pytest.mark.stack
 WINE, STOCK = "wine-quality", "psystock"  # the names the lab's model API serves (MODEL_API_MODELS)
@@ -239,19 +235,9 @@ def test_model_server_mlflow_serves_the_same_predictions(lab, served):
     """MODEL_SERVER=mlflow: the same entrypoint on MLflow's scoring server (started beside the API here)."""
     stack = lab.require_internals()
     port = free_ports(1)[0]
-    env = {**stack.service_env(), "MODEL_SERVER": "mlflow", "MODEL_API_PORT": str(port), "MODEL_API_WORKERS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "mlflow_lab.services.model_api"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{base}/v2/models/{WINE}/ready", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "the MLflow scoring server did not start"
-            time.sleep(0.5)
+    base = f"http://127.0.0.1:{port}"
+    overrides = {"MODEL_SERVER": "mlflow", "MODEL_API_PORT": str(port), "MODEL_API_WORKERS": "1"}
+    with extra_model_api(stack, overrides, f"{base}/v2/models/{WINE}/ready", timeout=120):
         frame = sample_input.build(WINE, rows=10, seed=4)
         response = requests.post(f"{base}/models/{WINE}/invocations", json=_split(frame), timeout=30)
         assert response.status_code == 200, response.text
@@ -261,6 +247,3 @@ def test_model_server_mlflow_serves_the_same_predictions(lab, served):
         through_mlserver = lab.session().post(f"{lab.url}/models/{WINE}/invocations", json=_split(frame))
         assert through_mlserver.headers["X-Model-Version"] == served_version
         np.testing.assert_allclose(through_mlserver.json()["predictions"], response.json()["predictions"], rtol=1e-9)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)

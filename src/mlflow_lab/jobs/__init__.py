@@ -1,1 +1,1 @@
-"""Model lifecycle jobs (train, promote): plain CLIs that work against any MLflow server."""
+"""Model lifecycle jobs (train, promote, score, sample-input): one CLI, `lab-job`, that works against any MLflow server."""

@@ -28,11 +28,11 @@ from tqdm import tqdm
 
 from mlflow_lab import registry
 from mlflow_lab.errors import LabError
+from mlflow_lab.scoring import CLASSIFIER_TASK
 from mlflow_lab.scoring.errors import short_reason
 from mlflow_lab.scoring.tables import ModelColumns, TableWriter, read_batches, row_count_hint, table_format
 
 EXPERIMENT = "batch-scoring"
-CLASSIFIER_TASK = "binary-classification"
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,6 @@ the challenger. Promoting the version already in Production changes nothing.
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -17,6 +15,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from mlflow_lab.errors import LabError
+from mlflow_lab.registry import stage_api
 
 ALIAS = "champion"
 STAGE = "Production"
@@ -42,14 +41,6 @@ def _metric(client: MlflowClient, model: str, version: str, metric: str) -> floa
     if value is None:
         raise LabError(f"version {version} of model {model!r} has no metric {metric!r} on its run {run_id}.")
     return value
-
-
-@contextlib.contextmanager
-def stage_api():
-    """Stages are deprecated (FutureWarning) but are the book's workflow: use them quietly."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        yield
 
 
 def declare_promotion_metric(client: MlflowClient, model: str, metric: str, higher_is_better: bool) -> None:

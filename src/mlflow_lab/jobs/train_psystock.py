@@ -23,9 +23,9 @@ from sklearn.metrics import accuracy_score, log_loss, roc_auc_score, roc_curve
 from mlflow_lab.features.psystock import FEATURES, TARGET, build_features, synthetic_prices
 from mlflow_lab.jobs.promote import declare_promotion_metric
 from mlflow_lab.jobs.runs import job_runs
+from mlflow_lab.scoring import CLASSIFIER_TASK
 
 MODEL_NAME = "psystock"
-TASK = "binary-classification"  # read by batch scoring: probability plus a 0/1 decision
 
 
 def load_data(days: int, seed: int):
@@ -73,7 +73,7 @@ def train(experiment: str = MODEL_NAME, register_as: str = MODEL_NAME, days: int
         mlflow.xgboost.log_model(
             booster, name="model", registered_model_name=register_as, model_format="ubj",
             signature=infer_signature(x_train, classifier.predict_proba(x_train)[:, 1]),
-            input_example=x_train.head(5), metadata={"task": TASK},
+            input_example=x_train.head(5), metadata={"task": CLASSIFIER_TASK},
         )
     declare_promotion_metric(mlflow.MlflowClient(), register_as, "test_auc", higher_is_better=True)
     return run.info.run_id, metrics

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
+import requests
+
+from mlflow_lab.errors import LabError
 from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.settings import ENV_EXAMPLE, Settings, new_secret, parse_env_file
 
@@ -40,6 +48,35 @@ def new_state_dir() -> Path:
     state = Path(tempfile.mkdtemp(prefix="mlflow-lab-"))
     state.chmod(0o755)
     return state
+
+
+@contextlib.contextmanager
+def extra_model_api(stack: NativeStack, overrides: dict[str, str], ready_url: str, timeout: float = 180):
+    """One more model-api process with some settings changed (for comparisons in tests and
+    benchmarks): started, waited for until `ready_url` answers 200, stopped with its workers."""
+    process = subprocess.Popen([sys.executable, "-m", "mlflow_lab.services.model_api"],
+                               env={**stack.service_env(), **overrides}, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _answers(ready_url):
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise LabError(f"the model API with {overrides} did not become ready at {ready_url}")
+            time.sleep(0.5)
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
 
 
 @contextlib.contextmanager
