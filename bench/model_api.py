@@ -1,70 +1,75 @@
 """The model API under load, through nginx with basic auth: MLServer configurations vs MLflow's scoring server.
 
 One stack, one run: wine-quality is trained and promoted, then the model-api service is
-replaced by one with each configuration (MLServer with 1 and 2 workers, batching off
-and on; then MODEL_SERVER=mlflow with 1 and 2 workers). One-row requests at 1 and 64
-connections (req/s, p50, p99), and 1,000-row /invocations requests (rows/s) against
-in-process `pyfunc.predict` on the same rows.
+replaced by one with each configuration (MLServer with inference in the server process
+(w0) or in 1 worker process, batching off and on, the lab's defaults among them; then
+MODEL_SERVER=mlflow with 1 and 2 workers). wrk sends one-row requests at 1 and 64
+connections (req/s, p50, p99) and 1,000-row requests at 2 connections (rows/s, against
+in-process `pyfunc.predict` on the same rows).
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import contextlib
 import json
 import os
 import statistics
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
-import aiohttp
 import mlflow
 
 from mlflow_lab.jobs import promote, sample_input, train_wine
+from mlflow_lab.native import ospackages
 from mlflow_lab.native.ephemeral import extra_model_api
 from mlflow_lab.native.runner import NativeStack
+from mlflow_lab.settings import ENV_EXAMPLE, parse_env_file
 
 MODEL = "wine-quality"
-SECONDS = 6.0
-DEFAULT = "mlserver w1 batch 16/1ms"  # the lab's defaults in .env.example
-CONFIGS = [  # (label, settings overrides)
-    ("mlserver w1", {"MODEL_API_WORKERS": "1", "MODEL_API_MAX_BATCH_SIZE": "1", "MODEL_API_MAX_BATCH_TIME": "0"}),
-    ("mlserver w2", {"MODEL_API_WORKERS": "2", "MODEL_API_MAX_BATCH_SIZE": "1", "MODEL_API_MAX_BATCH_TIME": "0"}),
-    (DEFAULT, {"MODEL_API_WORKERS": "1", "MODEL_API_MAX_BATCH_SIZE": "16", "MODEL_API_MAX_BATCH_TIME": "0.001"}),
-    ("mlserver w1 batch 32/5ms", {"MODEL_API_WORKERS": "1", "MODEL_API_MAX_BATCH_SIZE": "32", "MODEL_API_MAX_BATCH_TIME": "0.005"}),
-    ("mlserver w2 batch 16/1ms", {"MODEL_API_WORKERS": "2", "MODEL_API_MAX_BATCH_SIZE": "16", "MODEL_API_MAX_BATCH_TIME": "0.001"}),
-]
+SECONDS = 6
+TUNABLES = ("MODEL_API_WORKERS", "MODEL_API_MAX_BATCH_SIZE", "MODEL_API_MAX_BATCH_TIME")
 
 
-async def _load(url: str, body: bytes, auth: tuple[str, str], connections: int, seconds: float) -> dict:
-    latencies, errors = [], 0
-    connector = aiohttp.TCPConnector(limit=connections)
-    headers = {"Content-Type": "application/json"}
-    async with aiohttp.ClientSession(connector=connector, auth=aiohttp.BasicAuth(*auth)) as session:
-        async def client(deadline: float) -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    if response.status != 200:
-                        errors += 1
-                latencies.append(time.perf_counter() - started)
+def _config(workers, batch_size, batch_time) -> tuple[str, dict[str, str]]:
+    """(label, settings overrides) of one MLServer configuration."""
+    batching = f" batch {batch_size}/{float(batch_time) * 1000:g}ms" if int(batch_size) > 1 else ""
+    return f"mlserver w{workers}{batching}", dict(zip(TUNABLES, map(str, (workers, batch_size, batch_time))))
 
-        await asyncio.gather(*(client(time.perf_counter() + 1.0) for _ in range(connections)))  # warm-up
-        latencies.clear()
-        started = time.perf_counter()
-        await asyncio.gather(*(client(started + seconds) for _ in range(connections)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {"rps": len(latencies) / elapsed, "p50_ms": 1000 * latencies[len(latencies) // 2],
-            "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)], "errors": errors}
+
+DEFAULT = _config(*(parse_env_file(ENV_EXAMPLE)[name] for name in TUNABLES))  # the lab's defaults
+CONFIGS = list(dict([_config(0, 1, 0), _config(1, 1, 0), DEFAULT, _config(0, 64, 0.003),
+                     _config(1, 16, 0.001), _config(1, 64, 0.003)]).items())
+
+
+WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")
+
+
+def _load(url: str, body: bytes, auth: tuple[str, str], connections: int, seconds: int) -> dict:
+    """wrk (C, one thread) keeps `connections` requests in flight: a Python client would take
+    much of the CPU the servers need on a 2-core machine. A 1 s run first warms up."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as file:
+        file.write(body)
+        file.flush()
+        env = {**os.environ, "BODY": file.name,
+               "AUTH": "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()}
+        for duration in (1, seconds):
+            done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
+                                   "-s", str(WRK_SCRIPT), url], env=env, capture_output=True, text=True)
+            if done.returncode != 0 or "RESULT " not in done.stdout:
+                raise RuntimeError(f"wrk failed: {done.stderr or done.stdout}")
+    fields = dict(item.split("=") for item in done.stdout.split("RESULT ", 1)[1].split())
+    return {"rps": int(fields["requests"]) / float(fields["seconds"]), "p50_ms": float(fields["p50_ms"]),
+            "p99_ms": float(fields["p99_ms"]), "errors": int(fields["non2xx"]) + int(fields["socket_errors"])}
 
 
 def _measure(base: str, auth, bodies: dict, v2: bool) -> dict:
     url = f"{base}/v2/models/{MODEL}/infer" if v2 else f"{base}/models/{MODEL}/invocations"
     form = "v2" if v2 else "split"
-    result = {f"c{n}": asyncio.run(_load(url, bodies[form][0], auth, n, SECONDS)) for n in (1, 64)}
-    rows = asyncio.run(_load(url, bodies[form][1000], auth, 2, SECONDS))
+    result = {f"c{n}": _load(url, bodies[form][0], auth, n, SECONDS) for n in (1, 64)}
+    rows = _load(url, bodies[form][1000], auth, 2, SECONDS)
     result["batch_rows_per_s"] = rows["rps"] * 1000
     result["batch_errors"] = rows["errors"]
     return result
@@ -89,6 +94,7 @@ def _api_with(stack: NativeStack, overrides: dict):
 
 
 def run(stack: NativeStack) -> dict:
+    ospackages.ensure_installed({"wrk": "wrk"}, needed_by="the model API benchmark")
     s = stack.settings
     base, auth = s.tracking_uri("127.0.0.1"), (s["LAB_USER"], s["LAB_PASSWORD"])
     os.environ.update(MLFLOW_TRACKING_URI=base, MLFLOW_TRACKING_USERNAME=auth[0], MLFLOW_TRACKING_PASSWORD=auth[1])
@@ -101,7 +107,7 @@ def run(stack: NativeStack) -> dict:
     bodies = {form: {0: one[form], 1000: thousand[form]} for form in one}
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}/1")
     timings = []
-    for _ in range(20):
+    for _ in range(50):
         started = time.perf_counter()
         model.predict(rows)
         timings.append(time.perf_counter() - started)
@@ -115,7 +121,11 @@ def run(stack: NativeStack) -> dict:
     for workers in ("1", "2"):
         with _api_with(stack, {"MODEL_SERVER": "mlflow", "MODEL_API_WORKERS": workers}):
             results[f"mlflow w{workers} /invocations"] = _measure(base, auth, bodies, False)
+    _report(results, in_process_rows_per_s)
+    return {"results": results, "in_process_rows_per_s": in_process_rows_per_s}
 
+
+def _report(results: dict, in_process_rows_per_s: float) -> None:
     print(f"\n== model API through nginx, one-row requests ({SECONDS:.0f} s each) and 1,000-row batches ==")
     print(f"{'server':34} {'1 conn req/s':>12} {'p50 ms':>7} {'64 conn req/s':>13} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'batch rows/s':>12} {'errors':>6}")
@@ -124,9 +134,12 @@ def run(stack: NativeStack) -> dict:
               f"{r['c64']['p50_ms']:7.1f} {r['c64']['p99_ms']:7.1f} {r['batch_rows_per_s']:12,.0f} "
               f"{r['c1']['errors'] + r['c64']['errors'] + r['batch_errors']:6d}")
     print(f"in-process pyfunc.predict, 1,000 rows: {in_process_rows_per_s:,.0f} rows/s")
-    lab_v2, lab_inv = results[f"{DEFAULT} V2"], results[f"{DEFAULT} /invocations"]
-    mlflow_same = results["mlflow w1 /invocations"]  # the lab default has 1 worker
-    print(f"\nlab defaults ({DEFAULT}) vs mlflow w1:")
+    label, overrides = DEFAULT
+    lab_v2, lab_inv = results[f"{label} V2"], results[f"{label} /invocations"]
+    # The same number of processes doing inference: w0 (in the server process) is one, like mlflow w1.
+    same = f"mlflow w{max(1, int(overrides['MODEL_API_WORKERS']))}"
+    mlflow_same = results[f"{same} /invocations"]
+    print(f"\nlab defaults ({label}) vs {same}:")
     print(f"  64 conn throughput, V2: {lab_v2['c64']['rps'] / mlflow_same['c64']['rps']:.2f}x; /invocations: "
           f"{lab_inv['c64']['rps'] / mlflow_same['c64']['rps']:.2f}x (target: at least 2x)")
     print(f"  64 conn p99, V2: {lab_v2['c64']['p99_ms']:.0f} ms (target: under 100 ms)")
@@ -134,4 +147,3 @@ def run(stack: NativeStack) -> dict:
           f"{lab_inv['c1']['p50_ms'] / mlflow_same['c1']['p50_ms']:.2f} (target: at most 1.2)")
     print(f"  1,000-row batches vs in-process: V2 {lab_v2['batch_rows_per_s'] / in_process_rows_per_s:.0%}, "
           f"/invocations {lab_inv['batch_rows_per_s'] / in_process_rows_per_s:.0%} (target: at least 50%)")
-    return {"results": results, "in_process_rows_per_s": in_process_rows_per_s}

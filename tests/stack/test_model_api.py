@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 
@@ -123,10 +124,8 @@ def test_credentials_required_except_health_and_readiness(lab, served):
 
 
 def test_prometheus_metrics_inside_the_stack(lab, served):
-    stack = lab.require_internals()
     lab.session().post(f"{lab.url}/v2/models/{WINE}/infer", json=v2_body(sample_input.build(WINE, 1, 0)))
-    metrics = requests.get(f"http://127.0.0.1:{stack.settings['MODEL_API_METRICS_PORT']}/metrics", timeout=10).text
-    assert "model_infer_request_success" in metrics
+    assert "model_infer_request_success" in _metrics(lab)
 
 
 MARKER = 987654.125  # a value that must never be echoed back in an error
@@ -181,22 +180,36 @@ def test_bad_request_gets_short_json_error_and_the_server_keeps_serving(lab, ser
     assert good.status_code == 200, good.text
 
 
+def _metrics(lab) -> str:
+    port = lab.require_internals().settings["MODEL_API_METRICS_PORT"]
+    return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+
+
+def _batched_requests(lab, name: str) -> float:
+    """How many V2 requests went through the model's adaptive batcher (MLServer's own counter)."""
+    found = re.search(rf'^batch_request_queue_count{{model_name="{name}"[^}}]*}} (\S+)$', _metrics(lab), re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_promotion_is_followed_without_a_failed_request(lab, served):
-    """Clients keep sending while version 2 is promoted: none fails, and version 2 answers within the bound."""
-    session_url = f"{lab.url}/models/{WINE}/invocations"
-    body = _split(sample_input.build(WINE, 2, 0))
+    """Clients keep sending, in both protocols, while version 2 is promoted: none fails, version 2
+    answers within the bound, and V2 requests are still batched afterwards."""
+    frame = sample_input.build(WINE, 2, 0)
+    targets = {"invocations": (f"{lab.url}/models/{WINE}/invocations", _split(frame)),
+               "V2": (f"{lab.url}/v2/models/{WINE}/infer", v2_body(frame))}
     seen, failures, stop = [], [], threading.Event()
 
-    def client() -> None:
-        session = lab.session()
+    def client(protocol: str) -> None:
+        session, (url, body) = lab.session(), targets[protocol]
         while not stop.is_set():
-            response = session.post(session_url, json=body)
+            response = session.post(url, json=body)
             if response.status_code != 200:
-                failures.append((response.status_code, response.text[:200]))
+                failures.append((protocol, response.status_code, response.text[:200]))
             else:
-                seen.append((time.monotonic(), response.headers["X-Model-Version"]))
+                version = response.headers["X-Model-Version"] if protocol == "invocations" else response.json()["model_version"]
+                seen.append((time.monotonic(), protocol, version))
 
-    threads = [threading.Thread(target=client) for _ in range(2)]
+    threads = [threading.Thread(target=client, args=(protocol,)) for protocol in targets]
     for thread in threads:
         thread.start()
     try:
@@ -204,7 +217,7 @@ def test_promotion_is_followed_without_a_failed_request(lab, served):
         promoted_at = time.monotonic()
         assert promote.promote(served, WINE, "2", force=True).promoted
         deadline = promoted_at + FOLLOW_BOUND_S
-        while time.monotonic() < deadline and not any(version == "2" for _, version in seen):
+        while time.monotonic() < deadline and {p for _, p, version in seen if version == "2"} != set(targets):
             time.sleep(0.2)
         time.sleep(2)  # keep sending after the swap: the old version is being unloaded now
     finally:
@@ -212,9 +225,21 @@ def test_promotion_is_followed_without_a_failed_request(lab, served):
         for thread in threads:
             thread.join()
     assert failures == []
-    switched = [t for t, version in seen if version == "2"]
-    assert switched, f"version 2 was not served within {FOLLOW_BOUND_S} s"
-    assert all(version == "2" for t, version in seen if t > switched[0] + 1), "answers went back to version 1"
+    for protocol in targets:
+        switched = [t for t, p, version in seen if p == protocol and version == "2"]
+        assert switched, f"{protocol}: version 2 was not served within {FOLLOW_BOUND_S} s"
+        assert all(version == "2" for t, p, version in seen if p == protocol and t > switched[0] + 1), \
+            f"{protocol}: answers went back to version 1"
+
+    rows_per_batch = int(lab.require_internals().settings["MODEL_API_MAX_BATCH_SIZE"])
+    assert rows_per_batch > 1, "the lab's defaults batch V2 requests"
+    before, (url, body), session = _batched_requests(lab, WINE), targets["V2"], lab.session()
+    for _ in range(5):
+        assert session.post(url, json=body).json()["model_version"] == "2"
+    assert _batched_requests(lab, WINE) == before + 5, "V2 requests to the promoted version bypass the batcher"
+    # A request that fills a batch on its own goes straight to the model.
+    assert session.post(url, json=v2_body(sample_input.build(WINE, rows_per_batch, 1))).ok
+    assert _batched_requests(lab, WINE) == before + 5, "a full-batch request went through the batcher"
 
 
 def test_a_version_that_cannot_load_leaves_the_old_one_serving(lab, served):

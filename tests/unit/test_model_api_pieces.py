@@ -37,7 +37,7 @@ def test_model_reference_is_a_stage_or_an_alias():
 
 
 @pytest.mark.parametrize("overrides, words", [
-    ({"MODEL_API_WORKERS": "0"}, "MODEL_API_WORKERS must be at least 1"),
+    ({"MODEL_API_WORKERS": "-1"}, r"MODEL_API_WORKERS must be 0 \(inference in the server process\) or more; got -1"),
     ({"MODEL_API_MODELS": ""}, "MODEL_API_MODELS is empty"),
 ])
 def test_model_api_refuses_settings_it_cannot_honour(overrides, words):

@@ -38,15 +38,15 @@ def postgres_bin(name: str) -> str:
     raise LabError(f"{name} is not installed (Debian package: postgresql).")
 
 
-def ensure_installed() -> None:
-    missing = sorted({pkg for binary, pkg in BINARIES.items() if find(binary) is None})
+def ensure_installed(binaries: dict[str, str] = BINARIES, needed_by: str = "the native runner") -> None:
+    missing = sorted({pkg for binary, pkg in binaries.items() if find(binary) is None})
     if not missing:
         return
     command = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise LabError(f"the native runner needs {', '.join(missing)}: run `sudo {' '.join(command)}` "
+        raise LabError(f"{needed_by} needs {', '.join(missing)}: run `sudo {' '.join(command)}` "
                        "(or your system's equivalent), then try again.")
-    print(f"native: installing {' '.join(missing)} with apt-get")
+    print(f"{needed_by}: installing {' '.join(missing)} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -54,7 +54,8 @@ def ensure_installed() -> None:
     # (Minimal systems and containers have no `service` command and started nothing.)
     if service_cmd := shutil.which("service"):
         for service in ("nginx", "postgresql"):
-            subprocess.run([service_cmd, service, "stop"], capture_output=True)
+            if any(pkg.startswith(service) for pkg in missing):
+                subprocess.run([service_cmd, service, "stop"], capture_output=True)
 
 
 if __name__ == "__main__":  # `.ci/run` installs the same packages the native runner would

@@ -31,10 +31,9 @@ class ApiConfig:
             raise LabError("MODEL_API_MODELS is empty; name at least one registered model (e.g. wine-quality).")
         reference = settings.get("MODEL_API_MODEL_REF", "Production")
         workers = settings.int("MODEL_API_WORKERS")
-        if workers < 1:
-            # With parallel workers MLServer swaps a reloaded model inside the workers before it
-            # reroutes requests; without them /invocations would hit the new model while it loads.
-            raise LabError("MODEL_API_WORKERS must be at least 1 (the hot swap of versions relies on worker processes).")
+        if workers < 0:
+            raise LabError("MODEL_API_WORKERS must be 0 (inference in the server process) or more; "
+                           f"got {workers}.")
         return cls(
             models=models, reference=reference,
             tracking_uri=settings["MODEL_API_TRACKING_URI"],

@@ -1,11 +1,12 @@
 """Follow the registry: serve what `models:/<name>/<stage or @alias>` points at, swapping without downtime.
 
 Each model is one *unversioned* MLServer model whose settings name the registry version.
-A reload of an unversioned model is MLServer's rolling swap: the new version loads in the
-workers, requests move to it, then the old one is unloaded. (A *versioned* reload would
-register the new version as the default before it is ready, and requests in that window
-fail with "not ready".) If the new version fails to load, the old one keeps serving, the
-failure is logged, and that version is not retried until the registry points elsewhere.
+A reload of an unversioned model is MLServer's rolling swap: the new version loads beside the
+old one (in the server process or in each worker), requests move to it, then the old one is
+unloaded. (A *versioned* reload would register the new version as the default before it is
+ready, and requests in that window fail with "not ready".) If the new version fails to load,
+the old one keeps serving, the failure is logged, and that version is not retried until the
+registry points elsewhere.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each model is MLflow's scoring-server app (what `mlflow models serve` runs under uvicorn),
 mounted at /models/<name>/ so the public URLs stay the same; uvicorn runs
-MODEL_API_WORKERS processes. Versions are resolved once at start (restart the service to
+MODEL_API_WORKERS processes (at least one). Versions are resolved once at start (restart the service to
 pick up a promotion), there is no V2 protocol, and errors are answered MLflow's way.
 """
 
@@ -69,4 +69,4 @@ def create_app() -> FastAPI:
 
 def run(config: ApiConfig) -> None:
     uvicorn.run("mlflow_lab.services.model_api.mlflow_server:create_app", factory=True, host=config.host,
-                port=config.http_port, workers=config.workers, log_level="warning")
+                port=config.http_port, workers=max(1, config.workers), log_level="warning")

@@ -6,12 +6,17 @@ What it adds to the stock runtime (measured on MLServer 1.7.1 / mlserver-mlflow 
   traceback, and its schema errors echo the caller's data;
 - extra columns and empty batches are refused (pyfunc silently drops extra columns);
 - `/models/<name>/invocations` per model: the stock `/invocations` route is global, so
-  with two models only one of them could be reached;
+  with two models only one of them could be reached; the route answers with the version
+  that finished loading last, so a promotion never sends it to one still loading;
+- the model is loaded off the event loop: with inference in the server process
+  (MODEL_API_WORKERS=0) the old version keeps answering while the new one loads;
 - the registry version in every answer (V2 `model_version`, `X-Model-Version` header,
   metadata `versions`), and a warm-up prediction before the model reports ready.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import pandas as pd
 from fastapi import Depends, Header, Response
@@ -24,6 +29,10 @@ from mlserver_mlflow.runtime import _get_raw_body
 from mlflow_lab.scoring.errors import short_reason
 
 VERSION_KEY = "registry_version"
+# Per process (the server's, or each worker's): the ready instance of each model name.
+# MLServer re-imports this module (importlib.reload) whenever it reads a model-settings.json,
+# so the map is carried over from the previous import instead of being replaced.
+_serving: dict[str, LabMLflowRuntime] = globals().get("_serving", {})
 
 
 class _CheckedModel:
@@ -49,10 +58,11 @@ class LabMLflowRuntime(MLflowRuntime):
     def __init__(self, settings):
         super().__init__(settings)
         # A fresh function per instance: MLServer tells routes apart by endpoint identity,
-        # which lets the old and the new version's routes coexist during a swap.
+        # which lets the old and the new version's routes coexist during a swap. MLServer
+        # moves the route to the new instance before loading it, hence the _serving lookup.
         async def model_invocations(raw_body: str = Depends(_get_raw_body),
                                     content_type: str = Header(default="")) -> Response:
-            return await self._checked_invocations(raw_body, content_type)
+            return await _serving.get(settings.name, self)._checked_invocations(raw_body, content_type)
 
         register_custom_handler(CustomHandler(rest_path=f"/models/{settings.name}/invocations"), model_invocations)
         self.model_invocations = model_invocations
@@ -83,10 +93,21 @@ class LabMLflowRuntime(MLflowRuntime):
         return response
 
     async def load(self) -> bool:
-        await super().load()
+        await asyncio.to_thread(self._load_blocking)
+        _serving[self.name] = self
+        return True
+
+    async def unload(self) -> bool:
+        if _serving.get(self.name) is self:
+            del _serving[self.name]
+        return True
+
+    def _load_blocking(self) -> None:
+        # MLflowRuntime.load is a coroutine that blocks for seconds (download, deserialise);
+        # it gets an event loop of its own in this thread.
+        asyncio.run(super().load())
         self._model = _CheckedModel(self._model)
         self._warm_up()
-        return True
 
     def _warm_up(self) -> None:
         """One prediction on a row of zeros, so the first real request does not pay for lazy setup."""
