@@ -1,4 +1,5 @@
-"""Entrypoint of the model-api service (Compose and native): MLServer plus the registry follower.
+"""Entrypoint of the model-api service (Compose and native): MLServer plus the registry follower
+(mlserver_server), or MLflow's scoring server with MODEL_SERVER=mlflow (mlflow_server).
 
 MLServer starts with no model; the follower loads each model once the registry has a
 version for it, so `make up` works before anything is trained, and a promotion made later
@@ -7,102 +8,17 @@ is picked up within MODEL_API_POLL_SECONDS.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from pathlib import Path
 
-import prometheus_client
-from fastapi.exceptions import RequestValidationError
-from mlserver import MLServer
-from mlserver import metrics as mlserver_metrics
-from mlserver.batching import load_batching
-from mlserver.parallel.errors import WorkerError
-from mlserver.rest.errors import _EXCEPTION_HANDLERS
-from mlserver.rest.responses import Response
-from mlserver.settings import Settings as ServerSettings
-from mlserver.utils import install_uvloop_event_loop
-
 from mlflow_lab.errors import LabError, run_cli
-from mlflow_lab.services.model_api import mlflow_server
+from mlflow_lab.services.model_api import mlflow_server, mlserver_server
 from mlflow_lab.services.model_api.config import ApiConfig
-from mlflow_lab.services.model_api.follower import Follower
 from mlflow_lab.settings import Settings
 
 REQUIRED = ("MODEL_API_MODELS", "MODEL_API_TRACKING_URI", "MODEL_API_PORT", "MODEL_API_GRPC_PORT",
             "MODEL_API_METRICS_PORT", "MODEL_API_WORKERS", "MODEL_API_MAX_BATCH_SIZE")
-
-
-async def _validation_error(request, exc: RequestValidationError) -> Response:
-    """FastAPI's default 422 echoes the request body back; say what is wrong without it."""
-    problems = "; ".join(f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', '')}"
-                         for error in exc.errors()[:3])
-    return Response(status_code=422, content={"error": f"invalid request: {problems}"})
-
-
-async def _worker_error(request, exc: WorkerError) -> Response:
-    """Errors from the inference workers arrive as "<module.Class>: <message>"; keep the message.
-    Refused input is already a one-line InferenceError (4xx); anything else is not the caller's fault."""
-    if exc.status_code < 500:
-        return Response(status_code=exc.status_code, content={"error": str(exc).split(": ", 1)[-1]})
-    return Response(status_code=exc.status_code, content={"error": "the model failed on this request; see the model-api log"})
-
-
-async def _batch_small_requests(model):
-    """MLServer's adaptive batching, for requests with fewer rows than a batch holds. Larger
-    ones go straight to the model: merging and splitting them costs more than batching saves
-    (1,000-row requests were ~1/3 slower through the batcher)."""
-    direct = model.predict
-    model = await load_batching(model)
-    batched, rows_per_batch = model.predict, model.settings.max_batch_size
-    if batched is direct:  # batching is off
-        return model
-
-    async def predict(payload):
-        first = payload.inputs[0] if payload.inputs else None
-        rows = first.shape[0] if first is not None and first.shape else 0
-        return await (direct if rows >= rows_per_batch else batched)(payload)
-
-    model.predict = predict
-    return model
-
-
-class LabMLServer(MLServer):
-    """MLServer with the lab's batching hook. It also applies when a new version replaces a model:
-    MLServer 1.7.1 sets batching up on the first load only, so after the first promotion V2
-    requests would no longer be batched."""
-
-    def _create_model_registry(self):
-        model_registry = super()._create_model_registry()
-        hooks = model_registry._on_model_load
-        hooks[:] = [_batch_small_requests if hook is load_batching else hook for hook in hooks]
-        model_registry._on_model_reload.append(lambda old_model, new_model: _batch_small_requests(new_model))
-        return model_registry
-
-
-def server_settings(config: ApiConfig) -> ServerSettings:
-    return ServerSettings(
-        debug=False,  # with debug on, unexpected errors answer with a Python traceback
-        host=config.host, http_port=config.http_port, grpc_port=config.grpc_port,
-        metrics_port=config.metrics_port, metrics_endpoint="/metrics",
-        parallel_workers=config.workers, parallel_workers_timeout=30,
-        model_repository_root=str(config.repository), load_models_at_startup=False,
-    )
-
-
-async def serve(config: ApiConfig) -> None:
-    # Read when MLServer builds its app; the most specific exception class wins.
-    _EXCEPTION_HANDLERS.update({RequestValidationError: _validation_error, WorkerError: _worker_error})
-    if config.workers == 0:
-        # Without workers MLServer's /metrics serves only prometheus_client's default registry,
-        # leaving out its own per-model metrics (batch_request_queue and custom ones).
-        prometheus_client.REGISTRY.register(mlserver_metrics.REGISTRY)
-    config.repository.mkdir(parents=True, exist_ok=True)
-    follower = asyncio.create_task(Follower(config).run())
-    try:
-        await LabMLServer(server_settings(config)).start()
-    finally:
-        follower.cancel()
 
 
 def main() -> None:
@@ -119,12 +35,7 @@ def main() -> None:
     print(f"model-api ({server}): serving {', '.join(config.model_uri(m) for m in config.models)} "
           f"(registry {config.tracking_uri}, {config.workers} workers, batching {config.max_batch_size}"
           f"/{config.max_batch_time}s, polling every {config.poll_seconds}s)", flush=True)
-    if server == "mlflow":
-        mlflow_server.run(config)
-    else:
-        # What `mlserver start` does; its workers install it themselves.
-        install_uvloop_event_loop()
-        asyncio.run(serve(config))
+    (mlflow_server if server == "mlflow" else mlserver_server).run(config)
 
 
 if __name__ == "__main__":
