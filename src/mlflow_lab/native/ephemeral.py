@@ -13,10 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 from mlflow_lab.errors import LabError
-from mlflow_lab.native.runner import NativeStack
+from mlflow_lab.native.runner import NativeStack, http_ok
 from mlflow_lab.settings import ENV_EXAMPLE, Settings, new_secret, parse_env_file
 
 
@@ -59,7 +57,7 @@ def extra_model_api(stack: NativeStack, overrides: dict[str, str], ready_url: st
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + timeout
-        while not _answers(ready_url):
+        while not http_ok(ready_url):
             if time.monotonic() > deadline or process.poll() is not None:
                 raise LabError(f"the model API with {overrides} did not become ready at {ready_url}")
             time.sleep(0.5)
@@ -70,13 +68,6 @@ def extra_model_api(stack: NativeStack, overrides: dict[str, str], ready_url: st
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 @contextlib.contextmanager

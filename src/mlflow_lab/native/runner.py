@@ -49,7 +49,8 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
+    """True once `url` answers 200 (connection refused and timeouts are just 'not yet')."""
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return resp.status == 200
@@ -129,18 +130,18 @@ class NativeStack:
         if self.s3_mode == "minio":
             services.append(Service(
                 "s3", f"minio server {state / 's3'} --address 127.0.0.1:{s3_port} --console-address 127.0.0.1:0",
-                lambda: _http_ok(f"http://127.0.0.1:{s3_port}/minio/health/live")))
+                lambda: http_ok(f"http://127.0.0.1:{s3_port}/minio/health/live")))
         elif self.s3_mode == "moto":
             services.append(Service(
                 "s3", f"{Path(py).parent / 'moto_server'} -H 127.0.0.1 -p {s3_port}",
                 lambda: _port_open(s3_port)))
         services += [
             Service("mlflow", f"{py} -m mlflow_lab.services.tracking_server",
-                    lambda: _http_ok(f"http://127.0.0.1:{mlflow_port}/health")),
+                    lambda: http_ok(f"http://127.0.0.1:{mlflow_port}/health")),
             Service("model-api", f"{py} -m mlflow_lab.services.model_api",
-                    lambda: _http_ok(f"http://127.0.0.1:{api_port}/v2/health/live")),
+                    lambda: http_ok(f"http://127.0.0.1:{api_port}/v2/health/live")),
             Service("nginx", f"/bin/sh {NGINX_DIR / 'entrypoint.sh'}",
-                    lambda: _http_ok(f"http://127.0.0.1:{status_port}/nginx-health"),
+                    lambda: http_ok(f"http://127.0.0.1:{status_port}/nginx-health"),
                     user=self.user, stopsignal="QUIT"),
         ]
         return services
