@@ -45,13 +45,13 @@ score: venv $(filter $(SAMPLE),$(INPUT)) ## Batch-score INPUT (path or URI; defa
 data/%-sample.csv:
 	@$(LAB) job sample-input $* $@
 
-test: venv ## Run all tests (they start their own native stack on free ports)
+test: venv ## Run all tests (stack tests run against both runners, on stacks they start on free ports)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 test-static: venv ## Only the static checks (Compose schema, Dockerfile lint, drift)
 	@$(PY) -m pytest tests/static $(PYTEST_ARGS)
 
-bench: venv ## Benchmarks, ratios measured side by side in one run (BENCH="scoring tracking" picks some)
+bench: venv ## Benchmarks, ratios measured side by side in one run (BENCH="scoring tracking" picks some; BENCH_RUNNER=compose)
 	@$(PY) -m bench $(BENCH)
 
 lock: venv ## Re-resolve requirements.lock and requirements-dev.lock from pyproject.toml

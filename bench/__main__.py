@@ -7,7 +7,7 @@ import platform
 import sys
 
 from bench import model_api, scoring, tracking
-from mlflow_lab.native.ephemeral import ephemeral_stack
+from bench.stacks import bench_stack
 
 STACK_BENCHMARKS = {"tracking": tracking.run, "model_api": model_api.run}   # need a running lab: they share one throwaway stack
 LOCAL_BENCHMARKS = {"scoring": scoring.run}
@@ -25,9 +25,11 @@ def main(names: list[str]) -> None:
             LOCAL_BENCHMARKS[name]()
     stack_names = [name for name in chosen if name in STACK_BENCHMARKS]
     if stack_names:
-        with ephemeral_stack() as stack:
+        runner = os.environ.get("BENCH_RUNNER", "native")
+        print(f"stack: {runner} runner")
+        with bench_stack(runner) as lab:
             for name in stack_names:
-                STACK_BENCHMARKS[name](stack)
+                STACK_BENCHMARKS[name](lab)
 
 
 if __name__ == "__main__":

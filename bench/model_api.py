@@ -22,6 +22,7 @@ from pathlib import Path
 
 import mlflow
 
+from bench.stacks import BenchStack
 from mlflow_lab.jobs import promote, sample_input, train_wine
 from mlflow_lab.native import ospackages
 from mlflow_lab.native.ephemeral import extra_model_api
@@ -83,8 +84,8 @@ def _bodies(frame) -> dict:
 
 @contextlib.contextmanager
 def _api_with(stack: NativeStack, overrides: dict):
-    """The model-api program replaced, on its port behind the same nginx, by one with other settings.
-    (Restarting the whole supervised stack would lose the in-memory S3 stand-in's artifacts.)"""
+    """The model-api program replaced, on its port behind the same nginx, by one with other settings
+    (quicker than restarting the whole supervised stack)."""
     stack.supervisorctl("stop", "model-api", check=False)
     try:
         with extra_model_api(stack, overrides, f"{stack.settings.tracking_uri('127.0.0.1')}/v2/models/{MODEL}/ready"):
@@ -93,7 +94,8 @@ def _api_with(stack: NativeStack, overrides: dict):
         stack.supervisorctl("start", "model-api", check=False)
 
 
-def run(stack: NativeStack) -> dict:
+def run(lab: BenchStack) -> dict:
+    stack = lab.native()
     ospackages.ensure_installed({"wrk": "wrk"}, needed_by="the model API benchmark")
     s = stack.settings
     base, auth = s.tracking_uri("127.0.0.1"), (s["LAB_USER"], s["LAB_PASSWORD"])

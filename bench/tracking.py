@@ -12,7 +12,7 @@ import time
 
 import requests
 
-from mlflow_lab.native.runner import NativeStack
+from bench.stacks import BenchStack
 
 CLIENTS = 8
 ROUNDS = 4
@@ -44,10 +44,11 @@ def _throughput(url: str, auth, run_id: str) -> float:
     return sum(calls) / (time.monotonic() - started)
 
 
-def run(stack: NativeStack) -> dict[str, float]:
-    s = stack.settings
+def run(lab: BenchStack) -> dict[str, float]:
+    s = lab.settings
     proxied = (f"http://127.0.0.1:{s['LAB_HTTP_PORT']}", (s["LAB_USER"], s["LAB_PASSWORD"]))
-    direct = (f"http://127.0.0.1:{s['MLFLOW_PORT']}", None)
+    host, port = lab.mlflow_address()
+    direct = (f"http://{host}:{port}", None)
     session = requests.Session()
     session.auth = proxied[1]
     experiment = session.post(f"{proxied[0]}/api/2.0/mlflow/experiments/create", json={"name": "bench-log-batch"}).json()

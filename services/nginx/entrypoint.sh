@@ -19,25 +19,31 @@ fi
 : "${LAB_MAX_BODY_SIZE:=10g}"
 : "${MODEL_API_MAX_BODY_SIZE:=5m}"
 : "${NGINX_RUNTIME_DIR:=/tmp/nginx}"
+# Where nginx looks up the model API per request (Compose: Docker's DNS). Unused when the
+# upstreams are IP addresses, as under the native runner.
+: "${NGINX_RESOLVER:=127.0.0.1}"
 : "${NGINX_TEMPLATE:=$(dirname "$0")/nginx.conf.template}"
 # Containers log to stdout; the native runner (unprivileged nginx under a root
 # supervisor, which cannot reopen /dev/stdout) to a file in the runtime directory.
 : "${NGINX_ACCESS_LOG:=/dev/stdout}"
 
-export NGINX_LISTEN NGINX_GRPC_LISTEN NGINX_STATUS_PORT LAB_MAX_BODY_SIZE MODEL_API_MAX_BODY_SIZE NGINX_RUNTIME_DIR NGINX_ACCESS_LOG
+export NGINX_RESOLVER NGINX_LISTEN NGINX_GRPC_LISTEN NGINX_STATUS_PORT LAB_MAX_BODY_SIZE MODEL_API_MAX_BODY_SIZE NGINX_RUNTIME_DIR NGINX_ACCESS_LOG
 
 mkdir -p "$NGINX_RUNTIME_DIR"
 umask 077
 
 # {SSHA} (salted SHA-1) is verified by nginx itself on every request in microseconds;
 # crypt()-based schemes cost milliseconds per request (SHA-512 crypt: ~3.6 ms here) and
-# depend on the C library. The password is a generated 32-character random string.
-salt=$(openssl rand -hex 8)
-digest=$( (printf '%s%s' "$LAB_PASSWORD" "$salt" | openssl dgst -sha1 -binary; printf '%s' "$salt") | openssl base64 -A)
+# depend on the C library. The password is a generated 32-character random string. Only
+# coreutils are used (the official nginx image has no openssl), and only shell builtins
+# see the password, so it never shows on a command line.
+salt=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+digest=$({ printf '%s%s' "$LAB_PASSWORD" "$salt" | sha1sum | cut -c1-40 | tr a-f A-F | basenc --base16 -d
+           printf '%s' "$salt"; } | base64 -w0)
 printf '%s:{SSHA}%s\n' "$LAB_USER" "$digest" > "$NGINX_RUNTIME_DIR/htpasswd.new"
 mv "$NGINX_RUNTIME_DIR/htpasswd.new" "$NGINX_RUNTIME_DIR/htpasswd"
 
-envsubst '${NGINX_RUNTIME_DIR} ${NGINX_ACCESS_LOG} ${NGINX_LISTEN} ${NGINX_STATUS_PORT} ${MLFLOW_UPSTREAM} ${LAB_SERVER_NAMES} ${LAB_MAX_BODY_SIZE} ${MODEL_API_UPSTREAM} ${MODEL_API_MAX_BODY_SIZE} ${NGINX_GRPC_LISTEN} ${MODEL_API_GRPC_UPSTREAM}' \
+envsubst '${NGINX_RESOLVER} ${NGINX_RUNTIME_DIR} ${NGINX_ACCESS_LOG} ${NGINX_LISTEN} ${NGINX_STATUS_PORT} ${MLFLOW_UPSTREAM} ${LAB_SERVER_NAMES} ${LAB_MAX_BODY_SIZE} ${MODEL_API_UPSTREAM} ${MODEL_API_MAX_BODY_SIZE} ${NGINX_GRPC_LISTEN} ${MODEL_API_GRPC_UPSTREAM}' \
     < "$NGINX_TEMPLATE" > "$NGINX_RUNTIME_DIR/nginx.conf"
 
 nginx -t -q -c "$NGINX_RUNTIME_DIR/nginx.conf"

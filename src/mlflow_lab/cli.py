@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from mlflow_lab.compose import ComposeStack
 from mlflow_lab.errors import LabError, run_cli
 from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.settings import ENV_FILE, REPO_ROOT, Settings, ensure_env_file
@@ -45,12 +46,6 @@ def choose_runner(requested: str, state: Path) -> str:
     return requested
 
 
-def compose(*args: str) -> None:
-    result = subprocess.run(["docker", "compose", *args], cwd=REPO_ROOT)
-    if result.returncode != 0:
-        raise LabError(f"`docker compose {' '.join(args)}` failed (exit {result.returncode}).")
-
-
 def load_settings() -> Settings:
     settings = Settings.load()
     settings.validate()
@@ -68,7 +63,7 @@ def up(state_dir: StateDir = DEFAULT_STATE, runner: RunnerOpt = "auto") -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     if chosen == "compose":
         typer.echo("runner: Compose (a Docker engine answered)")
-        compose("up", "--build", "--detach", "--wait")
+        ComposeStack(settings).up()
     else:
         stack = NativeStack(settings, state_dir)
         typer.echo(f"runner: native (no Docker engine answered); state in {state_dir}")
@@ -86,7 +81,7 @@ def up(state_dir: StateDir = DEFAULT_STATE, runner: RunnerOpt = "auto") -> None:
 def down(state_dir: StateDir = DEFAULT_STATE, runner: RunnerOpt = "auto") -> None:
     """Stop every service; data is kept."""
     if choose_runner(runner, state_dir) == "compose":
-        compose("down")
+        ComposeStack(Settings.load()).down()
     else:
         NativeStack(Settings.load(), state_dir).down()
     typer.echo("stopped (data kept; `make clean` deletes it)")
@@ -96,7 +91,8 @@ def down(state_dir: StateDir = DEFAULT_STATE, runner: RunnerOpt = "auto") -> Non
 def status(state_dir: StateDir = DEFAULT_STATE, runner: RunnerOpt = "auto") -> None:
     """Each service and its health."""
     if choose_runner(runner, state_dir) == "compose":
-        compose("ps", "--all")
+        if not ComposeStack(Settings.load()).status():
+            raise typer.Exit(1)
         return
     states = NativeStack(Settings.load(), state_dir).status()
     for name, state in states.items():
@@ -114,7 +110,7 @@ def logs(
 ) -> None:
     """The tail of each service's log."""
     if choose_runner(runner, state_dir) == "compose":
-        compose("logs", "--tail", str(lines), *([service] if service else []))
+        ComposeStack(Settings.load()).logs(service, lines)
         return
     stack = NativeStack(Settings.load(), state_dir)
     names = [service] if service else [svc.name for svc in stack.services()] + ["init"]
@@ -147,8 +143,8 @@ def job(
 ) -> None:
     """Run a lifecycle job against the lab: in its container under Compose, else from this venv."""
     if choose_runner(runner, state_dir) == "compose" and name in COMPOSE_JOBS:
-        # The host user owns the files a job writes under ./data.
-        compose("--profile", "jobs", "run", "--rm", "--user", f"{os.getuid()}:{os.getgid()}", name, *ctx.args)
+        if code := ComposeStack(Settings.load()).run_job(name, ctx.args):
+            raise typer.Exit(code)
         return
     environment = {**os.environ, **client_env(Settings.load())}
     result = subprocess.run([sys.executable, "-m", "mlflow_lab.jobs", name, *ctx.args], env=environment)
@@ -166,7 +162,7 @@ def clean(
     if not force and not typer.confirm("Delete every run, model and artifact of the lab?"):
         raise typer.Exit(1)
     if choose_runner(runner, state_dir) == "compose":
-        compose("down", "--volumes")
+        ComposeStack(Settings.load()).down(volumes=True)
     else:
         NativeStack(Settings.load(), state_dir).down()
     shutil.rmtree(state_dir, ignore_errors=True)

@@ -166,11 +166,6 @@ class Settings(Mapping[str, str]):
         """host, port of PostgreSQL as the services reach it (Compose: the `postgres` service)."""
         return self.get("POSTGRES_HOST", "postgres"), self.get("POSTGRES_PORT", "5432")
 
-    @property
-    def uses_s3(self) -> bool:
-        """False only where the native runner keeps artifacts in a local directory."""
-        return self.get("LAB_ARTIFACT_STORE", "s3") == "s3"
-
     def backend_store_uri(self) -> str:
         # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; we ship psycopg2.
         user, password = quote(self["POSTGRES_USER"], safe=""), quote(self["POSTGRES_PASSWORD"], safe="")

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 
 from mlflow_lab.jobs import promote, sample_input, train_psystock, train_wine
-from mlflow_lab.settings import Settings
 from mlflow_lab.storage import s3_client
 
 pytestmark = pytest.mark.stack
@@ -114,8 +113,8 @@ def test_score_reads_mlflow_artifacts_uri(lab, models, tmp_path):
 
 
 def test_score_reads_s3_uri_with_path_style_endpoint(lab, models, tmp_path):
-    stack = lab.require_internals()
-    settings = Settings(stack.service_env())
+    lab.require_internals()
+    settings = lab.s3_settings()
     source = sample_input.write("wine-quality", tmp_path / "s3.csv", rows=200)
     key = f"inputs/{uuid.uuid4().hex}/s3.csv"
     s3_client(settings).upload_file(str(source), settings["S3_BUCKET"], key)
@@ -192,17 +191,24 @@ def test_unknown_model_says_which_and_where(lab, models, tmp_path, model_uri, ex
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 
 
-def test_make_score_route_lab_job_runs_the_cli_with_the_lab_credentials(lab, models, tmp_path):
-    """`make score` calls `lab job sample-input` and `lab job score`; natively they run `lab-job` with `lab env`."""
+def test_make_score_route_lab_job_runs_the_cli_with_the_lab_credentials(lab, models, data_dir):
+    """`make score` calls `lab job sample-input` and `lab job score`: natively they run `lab-job`
+    with `lab env`; under Compose the score job is a container, run as the invoking user, that
+    reaches MLflow through nginx and writes into ./data."""
     lab.require_internals()
-    env = {**lab.settings.as_env(), "PATH": os.environ["PATH"], "HOME": str(tmp_path), "LAB_RUNNER": "native",
-           "LAB_STATE_DIR": str(tmp_path / "state"), "LAB_ENV_FILE": str(tmp_path / "no.env")}
+    sample = Path("data") / f"psystock-sample-{uuid.uuid4().hex[:6]}.csv"
+    scored_path = data_dir / sample.with_name(sample.stem + ".predictions.csv")
     lab_cli = str(Path(sys.executable).parent / "lab")
-    sample = tmp_path / "data" / "psystock-sample.csv"
-    for args in (["sample-input", "psystock", str(sample), "--rows", "40"],
-                 ["score", str(sample), "--model-uri", f"models:/{models['stock']}/Production"]):
-        result = subprocess.run([lab_cli, "job", *args], capture_output=True, text=True, env=env, timeout=300)
-        assert result.returncode == 0, result.stderr
-    scored = pd.read_csv(tmp_path / "data" / "psystock-sample.predictions.csv")
-    assert len(scored) == 40 and {"probability", "decision"} <= set(scored.columns)
-    assert f"models:/{models['stock']}/1" in result.stdout and "(run " in result.stdout
+    try:
+        for args in (["sample-input", "psystock", str(sample), "--rows", "40"],
+                     ["score", str(sample), "--model-uri", f"models:/{models['stock']}/Production"]):
+            result = subprocess.run([lab_cli, "job", *args], capture_output=True, text=True, env=lab.cli_env,
+                                    cwd=data_dir, timeout=600)
+            assert result.returncode == 0, result.stdout + result.stderr
+        scored = pd.read_csv(scored_path)
+        assert len(scored) == 40 and {"probability", "decision"} <= set(scored.columns)
+        assert f"models:/{models['stock']}/1" in result.stdout and "(run " in result.stdout
+        assert scored_path.stat().st_uid == os.getuid(), "the output belongs to the user who ran the job"
+    finally:
+        for path in (data_dir / sample, scored_path):
+            path.unlink(missing_ok=True)

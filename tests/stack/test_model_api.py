@@ -96,12 +96,12 @@ def test_metadata_shows_the_served_version(lab, served):
 
 
 def test_grpc_infer_through_nginx_with_credentials(lab, served):
-    stack = lab.require_internals()  # the gRPC port is the stack's second published nginx port
+    lab.require_internals()  # the gRPC port is the stack's second published nginx port
     frame = sample_input.build(WINE, rows=4, seed=9)
     request = converters.ModelInferRequestConverter.from_types(InferenceRequest.model_validate(v2_body(frame)),
                                                                model_name=WINE)
     token = base64.b64encode(f"{lab.user}:{lab.password}".encode()).decode()
-    with grpc.insecure_channel(f"127.0.0.1:{stack.settings['LAB_GRPC_PORT']}") as channel:
+    with grpc.insecure_channel(f"127.0.0.1:{lab.settings['LAB_GRPC_PORT']}") as channel:
         stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
         reply = stub.ModelInfer(request, metadata=[("authorization", f"Basic {token}")], timeout=30)
         with pytest.raises(grpc.RpcError) as refused:
@@ -181,8 +181,8 @@ def test_bad_request_gets_short_json_error_and_the_server_keeps_serving(lab, ser
 
 
 def _metrics(lab) -> str:
-    port = lab.require_internals().settings["MODEL_API_METRICS_PORT"]
-    return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    host, port = lab.address("model-api", "MODEL_API_METRICS_PORT")
+    return requests.get(f"http://{host}:{port}/metrics", timeout=10).text
 
 
 def _batched_requests(lab, name: str) -> float:
@@ -231,7 +231,7 @@ def test_promotion_is_followed_without_a_failed_request(lab, served):
         assert all(version == "2" for t, p, version in seen if p == protocol and t > switched[0] + 1), \
             f"{protocol}: answers went back to version 1"
 
-    rows_per_batch = int(lab.require_internals().settings["MODEL_API_MAX_BATCH_SIZE"])
+    rows_per_batch = lab.require_internals().settings.int("MODEL_API_MAX_BATCH_SIZE")
     assert rows_per_batch > 1, "the lab's defaults batch V2 requests"
     before, (url, body), session = _batched_requests(lab, WINE), targets["V2"], lab.session()
     for _ in range(5):
@@ -243,7 +243,8 @@ def test_promotion_is_followed_without_a_failed_request(lab, served):
 
 
 def test_a_version_that_cannot_load_leaves_the_old_one_serving(lab, served):
-    client, current, stack = served, "2", lab.require_internals()
+    client, current = served, "2"
+    lab.require_internals()
     wait_for_version(lab, WINE, current)
     run = client.create_run(client.get_experiment_by_name(WINE).experiment_id)
     client.log_metric(run.info.run_id, "test_rmse", 0.01)  # looks like the best version yet
@@ -252,13 +253,13 @@ def test_a_version_that_cannot_load_leaves_the_old_one_serving(lab, served):
     time.sleep(15)  # three polls: the follower tries, fails, and keeps the old version
     response = lab.session().post(f"{lab.url}/models/{WINE}/invocations", json=_split(sample_input.build(WINE, 2, 0)))
     assert response.status_code == 200 and response.headers["X-Model-Version"] == current
-    assert f"version {broken.version} failed to load, still serving {current}" in stack.log_tail("model-api", 400)
+    assert f"version {broken.version} failed to load, still serving {current}" in lab.log_tail("model-api", 400)
     promote.promote(client, WINE, current, force=True)  # leave Production servable for whoever runs next
 
 
 def test_model_server_mlflow_serves_the_same_predictions(lab, served):
     """MODEL_SERVER=mlflow: the same entrypoint on MLflow's scoring server (started beside the API here)."""
-    stack = lab.require_internals()
+    stack = lab.require("native")  # a second host process of the same entrypoint
     port = free_ports(1)[0]
     base = f"http://127.0.0.1:{port}"
     overrides = {"MODEL_SERVER": "mlflow", "MODEL_API_PORT": str(port), "MODEL_API_WORKERS": "1"}

@@ -8,14 +8,14 @@ pytestmark = pytest.mark.stack
 
 
 def test_data_survives_restart(lab, mlflow_client, tmp_path):
-    stack = lab.require_internals()
+    lab.require_internals()
     experiment_id = mlflow_client.create_experiment(f"test-restart-{uuid.uuid4().hex[:8]}")
     run_id = mlflow_client.create_run(experiment_id).info.run_id
     mlflow_client.log_metric(run_id, "accuracy", 0.93)
     (tmp_path / "notes.txt").write_text("kept across restarts\n")
     mlflow_client.log_artifact(run_id, str(tmp_path / "notes.txt"))
 
-    stack.restart("postgres", "mlflow")
+    lab.restart("postgres", "mlflow")
 
     run = mlflow_client.get_run(run_id)
     assert run.data.metrics == {"accuracy": 0.93}

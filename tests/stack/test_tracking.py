@@ -5,11 +5,8 @@ import hashlib
 import os
 import uuid
 
-import psycopg2
 import pytest
 
-from mlflow_lab.settings import Settings
-from mlflow_lab.storage import s3_client
 
 pytestmark = pytest.mark.stack
 
@@ -47,6 +44,13 @@ def test_run_reads_back(mlflow_client, logged_run):
     assert run.info.artifact_uri.startswith("mlflow-artifacts:/"), "clients must not need S3 access"
 
 
+def test_clients_are_never_sent_to_the_bucket(lab):
+    """MLflow 3.17 offers presigned S3 transfers; through the lab every transfer goes via nginx."""
+    info = lab.session().get(f"{lab.url}/api/3.0/mlflow/server-info", timeout=10).json()
+    assert info["store_type"] == "SqlStore"
+    assert info["multipart_downloads_enabled"] is False and info["multipart_uploads_enabled"] is False
+
+
 def test_artifact_is_byte_identical(mlflow_client, logged_run, tmp_path):
     _, run_id, artifact = logged_run
     downloaded = mlflow_client.download_artifacts(run_id, "model/weights.bin", str(tmp_path / "dl"))
@@ -54,23 +58,19 @@ def test_artifact_is_byte_identical(mlflow_client, logged_run, tmp_path):
 
 
 def test_artifact_is_in_the_bucket(lab, logged_run):
-    stack = lab.require_internals()
+    lab.require_internals()
     experiment_id, run_id, artifact = logged_run
-    settings = Settings(stack.service_env())  # as the tracking server sees it: loopback endpoint
-    client = s3_client(settings)
-    keys = [obj["Key"] for obj in client.list_objects_v2(
-        Bucket=settings["S3_BUCKET"], Prefix=f"{experiment_id}/{run_id}/")["Contents"]]
+    client, bucket = lab.s3(), lab.settings["S3_BUCKET"]
+    keys = [obj["Key"] for obj in client.list_objects_v2(Bucket=bucket, Prefix=f"{experiment_id}/{run_id}/")["Contents"]]
     key = next(k for k in keys if k.endswith("artifacts/model/weights.bin"))
-    body = client.get_object(Bucket=settings["S3_BUCKET"], Key=key)["Body"].read()
+    body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == sha256(artifact)
 
 
 def test_run_is_in_postgres(lab, logged_run):
     lab.require_internals()
     _, run_id, _ = logged_run
-    s = lab.settings
-    with psycopg2.connect(host="127.0.0.1", port=s["POSTGRES_PORT"], user=s["POSTGRES_USER"],
-                          password=s["POSTGRES_PASSWORD"], dbname=s["POSTGRES_DB"]) as conn, conn.cursor() as cur:
+    with lab.postgres() as conn, conn.cursor() as cur:
         cur.execute("SELECT name, status FROM runs WHERE run_uuid = %s", (run_id,))
         assert cur.fetchone() == ("round-trip", "FINISHED")
         cur.execute("SELECT key, value FROM params WHERE run_uuid = %s", (run_id,))

@@ -1,4 +1,4 @@
-"""What cannot run here (no Docker engine) is validated statically."""
+"""Compose and the Dockerfiles, checked statically (the stack tests also run them for real)."""
 
 import re
 import subprocess
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlflow_lab.settings import REPO_ROOT
+from mlflow_lab.settings import ENV_EXAMPLE, REPO_ROOT, parse_env_file
 
 BIN = Path(sys.executable).parent
 DOCKERFILES = sorted(REPO_ROOT.glob("services/*/Dockerfile"))
@@ -31,12 +31,23 @@ def test_dockerfile_lints_clean(dockerfile):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+IMAGE_SETTINGS = {name: value for name, value in parse_env_file(ENV_EXAMPLE).items() if name.endswith("_IMAGE")}
+
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
-def test_images_are_pinned_and_unprivileged(dockerfile):
+def test_base_images_are_settings_and_the_images_unprivileged(dockerfile):
     text = dockerfile.read_text()
     for image in re.findall(r"^FROM\s+(\S+)", text, re.M):
-        assert re.search(r":\d+\.\d+\.\d+", image), f"{image} is not pinned to a full version"
+        argument = re.fullmatch(r"\$\{(\w+)\}", image)
+        assert argument or re.fullmatch(r"\w+", image), f"FROM {image}: a base image must be a build argument"
     assert re.search(r"^USER\s+(?!root|0\b)\S+", text, re.M), "the final stage must not run as root"
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_SETTINGS))
+def test_image_settings_are_pinned_debian_bookworm_images(name):
+    image = IMAGE_SETTINGS[name]
+    assert re.search(r":\d+\.\d+", image) and not image.endswith(":latest"), f"{name}={image} is not pinned"
+    assert "alpine" not in image, f"{name}={image}: one Linux family for all, Debian bookworm"
 
 
 def test_only_nginx_is_published():

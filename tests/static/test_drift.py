@@ -9,11 +9,11 @@ from mlflow_lab.settings import ENV_EXAMPLE, REPO_ROOT, Settings, parse_env_file
 from tests.static.test_compose_and_images import compose
 
 # Compose service -> how the native runner provides it.
-NATIVE_COUNTERPART = {"postgres": "postgres", "minio": "s3", "mlflow": "mlflow", "nginx": "nginx", "init": "init step",
+NATIVE_COUNTERPART = {"postgres": "postgres", "s3": "s3", "minio": "s3", "mlflow": "mlflow", "nginx": "nginx", "init": "init step",
                       "train": "job", "promote": "job", "score": "job", "model-api": "model-api"}
 # Variables that only exist in the container world (documented as such in .env.example).
-COMPOSE_ONLY = {"COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "MINIO_IMAGE"}
-NATIVE_ONLY = {"POSTGRES_PORT", "S3_PORT", "LAB_NATIVE_S3"}
+COMPOSE_ONLY = {"COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "LAB_BUILD_CA_BUNDLE"}
+NATIVE_ONLY = {"POSTGRES_PORT", "LAB_NATIVE_S3"}
 
 
 def compose_variables() -> set[str]:
@@ -76,7 +76,7 @@ def test_job_services_run_the_commands_the_native_runner_runs():
 
 
 def test_postgres_major_version_matches():
-    image = compose()["services"]["postgres"]["image"]
+    image = parse_env_file(ENV_EXAMPLE)["POSTGRES_IMAGE"]
     compose_major = re.search(r"postgres:(\d+)", image).group(1)
     version = subprocess.run([ospackages.postgres_bin("postgres"), "--version"], capture_output=True, text=True).stdout
     assert re.search(r"\) (\d+)", version).group(1) == compose_major, (image, version)

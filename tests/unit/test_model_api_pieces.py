@@ -26,7 +26,8 @@ def test_malformed_json_is_named_without_echoing_the_body():
 
 
 def config(**overrides) -> ApiConfig:
-    values = {**parse_env_file(ENV_EXAMPLE), **overrides}
+    # MODEL_API_TRACKING_URI is derived by each runner (compose.yaml, the native runner).
+    values = {**parse_env_file(ENV_EXAMPLE), "MODEL_API_TRACKING_URI": "http://mlflow:5001", **overrides}
     return ApiConfig.from_settings(Settings(values), Path("/tmp/repo"))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 from mlflow_lab.errors import LabError
-from mlflow_lab.native.runner import NativeStack, http_ok
+from mlflow_lab.native.runner import SEAWEEDFS_PORT_OFFSETS, NativeStack, http_ok
 from mlflow_lab.settings import ENV_EXAMPLE, Settings, new_secret, parse_env_file
 
 
@@ -28,14 +29,34 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_s3_port() -> int:
+    """A port for the S3 server whose neighbours SeaweedFS also takes (runner.SEAWEEDFS_PORT_OFFSETS)."""
+    offsets = [0, *SEAWEEDFS_PORT_OFFSETS.values()]
+    for _ in range(200):
+        port = random.randrange(20000, 30000)
+        if all(_port_free(port + offset + grpc) for offset in offsets for grpc in (0, 10000)):
+            return port
+    raise LabError("found no free loopback ports for the S3 server between 20000 and 40000")
+
+
 def fresh_settings() -> Settings:
-    """.env.example with new secrets, free ports and the moto S3 stand-in."""
+    """.env.example with new secrets and free ports."""
     values = parse_env_file(ENV_EXAMPLE)
-    pg, s3, mlflow, http, grpc, status, api, api_grpc, api_metrics = free_ports(9)
+    pg, mlflow, http, grpc, status, api, api_grpc, api_metrics = free_ports(8)
+    s3 = free_s3_port()
     values.update(
         LAB_PASSWORD=new_secret(), POSTGRES_PASSWORD=new_secret(), S3_SECRET_ACCESS_KEY=new_secret(),
         POSTGRES_PORT=str(pg), S3_PORT=str(s3), MLFLOW_PORT=str(mlflow), LAB_HTTP_PORT=str(http),
-        NGINX_STATUS_PORT=str(status), LAB_NATIVE_S3="moto", LAB_BIND_ADDRESS="127.0.0.1",
+        NGINX_STATUS_PORT=str(status), LAB_BIND_ADDRESS="127.0.0.1",
         LAB_GRPC_PORT=str(grpc), MODEL_API_PORT=str(api), MODEL_API_GRPC_PORT=str(api_grpc), MODEL_API_METRICS_PORT=str(api_metrics),
     )
     return Settings(values)

@@ -11,8 +11,6 @@ import hashlib
 import json
 import os
 import pwd
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +27,10 @@ NGINX_DIR = REPO_ROOT / "services" / "nginx"
 # system binaries drop to this user when the runner is root. (The Python services keep
 # the invoking user: the interpreter may live in a directory only that user can read.)
 UNPRIVILEGED_USER = "nobody"
-S3_MODES = ("minio", "moto", "local")
+S3_MODES = ("seaweedfs", "minio")
+# SeaweedFS's own servers (master, volume, filer) listen on S3_PORT + these offsets, and
+# their gRPC ports 10000 above those (its convention); all on loopback.
+SEAWEEDFS_PORT_OFFSETS = {"master": 1, "volume": 2, "filer": 3}
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,6 @@ class Service:
     ready: callable
     user: str | None = None
     stopsignal: str = "TERM"
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def http_ok(url: str) -> bool:
@@ -70,11 +65,9 @@ class NativeStack:
     # --- what runs ------------------------------------------------------------
     @property
     def s3_mode(self) -> str:
-        mode = self.settings.get("LAB_NATIVE_S3", "auto")
-        if mode == "auto":
-            return "minio" if shutil.which("minio") else "local"
+        mode = self.settings.get("LAB_NATIVE_S3", "seaweedfs")
         if mode not in S3_MODES:
-            raise LabError(f"LAB_NATIVE_S3 must be auto, {', '.join(S3_MODES)}; got {mode!r}.")
+            raise LabError(f"LAB_NATIVE_S3 must be {' or '.join(S3_MODES)}; got {mode!r}.")
         return mode
 
     def port(self, name: str) -> int:
@@ -86,7 +79,7 @@ class NativeStack:
         env = {**os.environ, **s.as_env()}
         env.update(
             HOME=str(state / "home"),
-            # The venv's tools (mlflow, moto_server) even when it is not activated.
+            # The venv's tools (mlflow, weed) even when it is not activated.
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             POSTGRES_HOST="127.0.0.1",
             MLFLOW_BIND_HOST="127.0.0.1",
@@ -96,8 +89,7 @@ class NativeStack:
             NGINX_RUNTIME_DIR=str(state / "nginx"),
             NGINX_TEMPLATE=str(NGINX_DIR / "nginx.conf.template"),
             NGINX_ACCESS_LOG=str(state / "nginx" / "access.log"),
-            LAB_ARTIFACT_STORE="local" if self.s3_mode == "local" else "s3",
-            LAB_ARTIFACTS_DIR=str(state / "artifacts"),
+            S3_ENDPOINT_URL=f"http://127.0.0.1:{s['S3_PORT']}",
             MODEL_API_TRACKING_URI=f"http://127.0.0.1:{s['MLFLOW_PORT']}",
             MODEL_API_BIND_HOST="127.0.0.1",
             MODEL_API_REPOSITORY=str(state / "model-api"),
@@ -106,10 +98,9 @@ class NativeStack:
             NGINX_GRPC_LISTEN=f"{s.get('LAB_BIND_ADDRESS', '127.0.0.1')}:{s['LAB_GRPC_PORT']}",
             PYTHONUNBUFFERED="1",
         )
-        if self.s3_mode != "local":
-            env["S3_ENDPOINT_URL"] = f"http://127.0.0.1:{s['S3_PORT']}"
-        if self.s3_mode == "minio":
-            env.update(MINIO_ROOT_USER=s["S3_ACCESS_KEY_ID"], MINIO_ROOT_PASSWORD=s["S3_SECRET_ACCESS_KEY"])
+        # The S3 server's admin identity: MinIO's names, and AWS_* for SeaweedFS's gateway.
+        env.update(MINIO_ROOT_USER=s["S3_ACCESS_KEY_ID"], MINIO_ROOT_PASSWORD=s["S3_SECRET_ACCESS_KEY"],
+                   AWS_ACCESS_KEY_ID=s["S3_ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=s["S3_SECRET_ACCESS_KEY"])
         return env
 
     def services(self) -> list[Service]:
@@ -131,10 +122,14 @@ class NativeStack:
             services.append(Service(
                 "s3", f"minio server {state / 's3'} --address 127.0.0.1:{s3_port} --console-address 127.0.0.1:0",
                 lambda: http_ok(f"http://127.0.0.1:{s3_port}/minio/health/live")))
-        elif self.s3_mode == "moto":
+        else:
+            ports = " ".join(f"-{name}.port={s3_port + offset} -{name}.port.grpc={s3_port + offset + 10000}"
+                             for name, offset in SEAWEEDFS_PORT_OFFSETS.items())
             services.append(Service(
-                "s3", f"{Path(py).parent / 'moto_server'} -H 127.0.0.1 -p {s3_port}",
-                lambda: _port_open(s3_port)))
+                "s3", f"{Path(py).parent / 'weed'} -logtostderr=true server -dir={state / 's3'} -ip=127.0.0.1 "
+                      f"-ip.bind=127.0.0.1 {ports} -volume.max=0 -master.volumeSizeLimitMB=1024 -s3 "
+                      f"-s3.port={s3_port} -s3.port.iceberg=0 -s3.port.lance=0",
+                lambda: http_ok(f"http://127.0.0.1:{s3_port}/healthz")))
         services += [
             Service("mlflow", f"{py} -m mlflow_lab.services.tracking_server",
                     lambda: http_ok(f"http://127.0.0.1:{mlflow_port}/health")),
@@ -149,7 +144,7 @@ class NativeStack:
     # --- lifecycle ------------------------------------------------------------
     def prepare(self) -> None:
         ospackages.ensure_installed()
-        for sub in ("logs", "home", "nginx", "artifacts", "s3"):
+        for sub in ("logs", "home", "nginx", "s3"):
             (self.state / sub).mkdir(parents=True, exist_ok=True)
         self.state.chmod(0o755)
         if self.user:
@@ -238,7 +233,7 @@ class NativeStack:
         if not self.running():
             exe = Path(sys.executable).parent / "supervisord"
             subprocess.run([str(exe), "-c", str(self.conf)], check=True, env=self.service_env())
-        stores = ["postgres"] + (["s3"] if self.s3_mode != "local" else [])
+        stores = ["postgres", "s3"]
         self.supervisorctl("start", *stores, check=False)
         self.wait_ready(stores)
         init = subprocess.run([sys.executable, "-m", "mlflow_lab.services.init_stack"],
@@ -273,9 +268,5 @@ class NativeStack:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def describe_s3(self) -> str:
-        return {
-            "minio": f"MinIO at 127.0.0.1:{self.settings['S3_PORT']} (bucket {self.settings['S3_BUCKET']})",
-            "moto": f"S3 stand-in (moto) at 127.0.0.1:{self.settings['S3_PORT']} (bucket {self.settings['S3_BUCKET']}; "
-                    "in memory, for tests)",
-            "local": f"local directory {self.state / 'artifacts'} (no MinIO binary on PATH)",
-        }[self.s3_mode]
+        server = {"seaweedfs": "SeaweedFS", "minio": "MinIO"}[self.s3_mode]
+        return f"{server} at 127.0.0.1:{self.settings['S3_PORT']} (bucket {self.settings['S3_BUCKET']})"

@@ -65,12 +65,11 @@ def main() -> None:
     try:
         # This is the first thing Compose runs with the secrets: refuse weak ones here.
         settings.validate(required=("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"),
-                          passwords=("POSTGRES_PASSWORD",) + (("S3_SECRET_ACCESS_KEY",) if settings.uses_s3 else ()))
+                          passwords=("POSTGRES_PASSWORD", "S3_SECRET_ACCESS_KEY"))
         ensure_database(settings)
         upgrade_schema(settings)
-        if settings.uses_s3:
-            created = ensure_bucket(settings)
-            print(f"init: bucket {settings['S3_BUCKET']} {'created' if created else 'exists'}")
+        created = ensure_bucket(settings)
+        print(f"init: bucket {settings['S3_BUCKET']} {'created' if created else 'exists'}")
     except LabError as exc:
         sys.exit(f"init: {exc}")
 

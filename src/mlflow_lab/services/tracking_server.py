@@ -33,8 +33,6 @@ def cors_origins(settings: Settings) -> list[str]:
 
 def artifacts_destination(settings: Settings) -> tuple[str, dict[str, str]]:
     """Where the server keeps artifacts, and the environment its S3 client needs."""
-    if not settings.uses_s3:
-        return settings["LAB_ARTIFACTS_DIR"], {}
     env = {
         "MLFLOW_S3_ENDPOINT_URL": settings["S3_ENDPOINT_URL"],
         "AWS_ACCESS_KEY_ID": settings["S3_ACCESS_KEY_ID"],
@@ -45,7 +43,9 @@ def artifacts_destination(settings: Settings) -> tuple[str, dict[str, str]]:
 
 
 def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
-    destination, s3_env = artifacts_destination(settings)
+    destination, env = artifacts_destination(settings)
+    # MLflow's job runner (huey consumers, ~1.7 GB idle) is off unless the setting says true.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = settings["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]
     argv = [
         sys.executable, "-m", "mlflow", "server",
         "--host", settings.get("MLFLOW_BIND_HOST", "0.0.0.0"),
@@ -59,7 +59,7 @@ def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
         "--allowed-hosts", ",".join(allowed_hosts(settings)),
         "--cors-allowed-origins", ",".join(cors_origins(settings)),
     ]
-    return argv, s3_env
+    return argv, env
 
 
 def main() -> None:

@@ -1,0 +1,189 @@
+"""The Compose runner: the lab as containers on a Docker engine, driven through Compose v2.
+
+compose.yaml is the declaration; this module only finds a suitable Compose, prepares what
+the build needs (base images present, an optional host-built wheelhouse) and turns every
+failure into one sentence, leaving nothing half-started behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from mlflow_lab.errors import LabError
+from mlflow_lab.settings import ENV_FILE, REPO_ROOT, Settings
+
+# `depends_on.required` and `up --wait` arrived in Compose 2.20.
+MIN_COMPOSE = (2, 20)
+LOCK_FILE = REPO_ROOT / "requirements.lock"
+WHEELHOUSE = REPO_ROOT / "services" / "mlflow" / "wheelhouse"  # mounted by the image build
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    found = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(part) for part in found.groups() if part is not None) if found else None
+
+
+def find_compose() -> list[str]:
+    """The Compose v2 command: the `docker compose` plugin, else a standalone `docker-compose`."""
+    found: list[str] = []
+    for command in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(command[0]) is None:
+            continue
+        result = subprocess.run([*command, "version", "--short"], capture_output=True, text=True)
+        version = _version(result.stdout) if result.returncode == 0 else None
+        if version and version >= MIN_COMPOSE:
+            return command
+        if version:
+            found.append(f"{' '.join(command)} {'.'.join(map(str, version))}")
+    need = ".".join(map(str, MIN_COMPOSE))
+    raise LabError(f"the lab needs Docker Compose v{need} or newer, found {' and '.join(found) or 'none'}: "
+                   "install Docker's compose plugin (package docker-compose-plugin) or Docker Desktop, "
+                   "or run natively with LAB_RUNNER=native.")
+
+
+def active_profiles(settings: Settings) -> set[str]:
+    return set(settings.get("COMPOSE_PROFILES").replace(",", " ").split())
+
+
+def base_images(settings: Settings) -> dict[str, str]:
+    """The third-party images the active services build FROM or run: setting -> image."""
+    names = ["PYTHON_IMAGE", "POSTGRES_IMAGE", "NGINX_IMAGE"]
+    if "seaweedfs" in active_profiles(settings):
+        names.append("SEAWEEDFS_IMAGE")
+    if "minio" in active_profiles(settings):
+        names += ["MINIO_BUILD_IMAGE", "MINIO_RUNTIME_IMAGE"]
+    return {name: settings[name] for name in names}
+
+
+def ensure_base_images(settings: Settings) -> None:
+    """Each base image is in the engine or can be pulled; else say which setting to change."""
+    for name, image in base_images(settings).items():
+        if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
+            continue
+        pulled = subprocess.run(["docker", "pull", "--quiet", image], capture_output=True, text=True)
+        if pulled.returncode != 0:
+            reason = (pulled.stderr.strip().splitlines() or ["no reason given"])[-1]
+            raise LabError(f"the base image {image} is not in the Docker engine and cannot be pulled ({reason}): "
+                           f"set {name} in .env to an image your registry mirror serves, or `docker load` it.")
+
+
+def fill_wheelhouse(settings: Settings) -> None:
+    """With LAB_BUILD_OFFLINE=true: wheels for the Python image, built on the host from
+    requirements.lock (plus pyproject.toml's build backend), for builders whose containers
+    cannot reach a package index."""
+    if settings.get("LAB_BUILD_OFFLINE", "false") != "true":
+        return
+    backend = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    stamp, wanted = WHEELHOUSE / ".lock-sha256", hashlib.sha256(LOCK_FILE.read_bytes() + str(backend).encode()).hexdigest()
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    print(f"building wheels from {LOCK_FILE.name} into {WHEELHOUSE.relative_to(REPO_ROOT)} (first time: a few minutes)")
+    for requirements in (["-r", str(LOCK_FILE)], backend):
+        result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(WHEELHOUSE),
+                                 *requirements], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise LabError(f"building wheels into {WHEELHOUSE} failed: {result.stderr.strip().splitlines()[-1:]}")
+    stamp.write_text(wanted)
+
+
+def port_taken(address: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return True
+    return False
+
+
+class ComposeStack:
+    """`docker compose` for this checkout, with the lab's .env (COMPOSE_FILE may add files)."""
+
+    def __init__(self, settings: Settings, env_file: Path = ENV_FILE):
+        self.settings = settings
+        self.env_file = env_file
+
+    def command(self, *args: str) -> list[str]:
+        return [*find_compose(), "--env-file", str(self.env_file), *args]
+
+    def run(self, *args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(self.command(*args), cwd=REPO_ROOT, capture_output=capture, text=True)
+        if check and result.returncode != 0:
+            raise LabError(f"`docker compose {' '.join(args)}` failed (exit {result.returncode}).")
+        return result
+
+    def with_profiles(self, *extra: str) -> list[str]:
+        """`--profile` options for COMPOSE_PROFILES plus `extra` (a --profile replaces the setting)."""
+        return [arg for profile in sorted(active_profiles(self.settings) | set(extra)) for arg in ("--profile", profile)]
+
+    def containers(self) -> list[str]:
+        return self.run("ps", "--quiet", capture=True, check=False).stdout.split()
+
+    def up(self) -> None:
+        running_before = bool(self.containers())
+        self._check_ports(running_before)
+        ensure_base_images(self.settings)
+        fill_wheelhouse(self.settings)
+        result = self.run("up", "--build", "--detach", "--wait", check=False)
+        if result.returncode != 0:
+            failed = self.unhealthy()
+            tails = "\n".join(f"==> {name} <==\n{self.log_tail(name, 20)}" for name in failed)
+            if not running_before:
+                self.down(check=False)  # nothing half-started
+            which = f"{', '.join(failed)} failed" if failed else "see the output above"
+            stopped = "; stopped what it had started" if not running_before else ""
+            raise LabError(f"the stack did not come up ({which}){stopped}.\n{tails}".rstrip())
+
+    def _check_ports(self, running_before: bool) -> None:
+        if running_before:
+            return  # our own nginx holds them
+        address = self.settings["LAB_BIND_ADDRESS"]
+        for name in ("LAB_HTTP_PORT", "LAB_GRPC_PORT"):
+            if port_taken(address, self.settings.int(name)):
+                raise LabError(f"port {self.settings[name]} on {address} is already taken: "
+                               f"set {name} in .env to a free port.")
+
+    def unhealthy(self) -> list[str]:
+        """Services whose container is not running and healthy (one-shot init: not exited 0)."""
+        listing = self.run("ps", "--all", "--format", "{{.Service}}\t{{.State}}\t{{.Health}}\t{{.ExitCode}}",
+                           capture=True, check=False).stdout
+        failed = []
+        for line in listing.splitlines():
+            service, state, health, code = (line.split("\t") + ["", "", ""])[:4]
+            ok = (state == "running" and health in ("", "healthy")) or (state == "exited" and code == "0")
+            if not ok:
+                failed.append(service)
+        return failed
+
+    def down(self, volumes: bool = False, check: bool = True) -> None:
+        # Every profile, so that job containers and profile services stop too.
+        self.run("--profile", "*", "down", "--remove-orphans", *(["--volumes"] if volumes else []),
+                 capture=not check, check=check)
+
+    def status(self) -> bool:
+        self.run("ps", "--all")
+        return not self.unhealthy() and bool(self.containers())
+
+    def log_tail(self, service: str, lines: int = 30) -> str:
+        return self.run("logs", "--no-color", "--tail", str(lines), service, capture=True, check=False).stdout.rstrip()
+
+    def logs(self, service: str, lines: int) -> None:
+        self.run("logs", "--tail", str(lines), *([service] if service else []))
+
+    def run_job(self, name: str, args: list[str]) -> int:
+        # The host user owns the files a job writes under ./data.
+        return self.run(*self.with_profiles("jobs"), "run", "--rm", "--user", f"{os.getuid()}:{os.getgid()}", name,
+                        *args, check=False).returncode
+
+    def address(self, service: str, port: int) -> tuple[str, int]:
+        """Where a port of a service is published on the host (tests publish internals this way)."""
+        out = self.run("port", service, str(port), capture=True).stdout.strip()
+        host, _, published = out.rpartition(":")
+        return host, int(published)
