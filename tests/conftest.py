@@ -182,4 +182,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for lab in stacks:
         terminalreporter.section(f"lab service logs (tail), {lab.runner} runner")
         for name, tail in lab.saved_logs.items():
-            terminalreporter.write_line(f"==> {name} <==\n{tail}")
+            if tail.strip():
+                terminalreporter.write_line(f"==> {name} <==\n{tail}")

@@ -95,7 +95,9 @@ def fill_wheelhouse(settings: Settings) -> None:
 
 
 def port_taken(address: str, port: int) -> bool:
+    """Someone listens there (connections just closed in TIME_WAIT do not count, as for the engine)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
         except OSError:
