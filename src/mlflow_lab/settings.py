@@ -167,10 +167,14 @@ class Settings(Mapping[str, str]):
         return self.get("POSTGRES_HOST", "postgres"), self.get("POSTGRES_PORT", "5432")
 
     def backend_store_uri(self) -> str:
+        """The database URI without the password, which goes by backend_store_env(): a command
+        line is visible to every user of the machine (`ps`), an environment is not."""
         # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; we ship psycopg2.
-        user, password = quote(self["POSTGRES_USER"], safe=""), quote(self["POSTGRES_PASSWORD"], safe="")
         host, port = self.postgres_address
-        return f"postgresql+psycopg2://{user}:{password}@{host}:{port}/{self['POSTGRES_DB']}"
+        return f"postgresql+psycopg2://{quote(self['POSTGRES_USER'], safe='')}@{host}:{port}/{self['POSTGRES_DB']}"
+
+    def backend_store_env(self) -> dict[str, str]:
+        return {"PGPASSWORD": self["POSTGRES_PASSWORD"]}  # read by libpq, under psycopg2
 
     def server_names(self) -> list[str]:
         return self["LAB_SERVER_NAMES"].split()

@@ -1,5 +1,7 @@
 """nginx is the only door: basic auth on everything but health, unknown hosts refused."""
 
+import re
+
 import pytest
 import requests
 
@@ -46,6 +48,15 @@ def test_ui_page_is_served(lab):
     assert "text/html" in response.headers["Content-Type"]
     assert "<title>MLflow</title>" in response.text
     assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_ui_assets_are_compressed_and_cacheable(lab):
+    page = lab.session().get(lab.url + "/", timeout=10).text
+    script = re.search(r'src="([^"]*static-files/static/js/[^"]+\.js)"', page).group(1)
+    response = lab.session().get(f"{lab.url}/{script.lstrip('./')}", headers={"Accept-Encoding": "gzip"}, timeout=30)
+    assert response.status_code == 200
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert "max-age=604800" in response.headers["Cache-Control"]
 
 
 def test_ui_origin_may_write(lab):

@@ -13,7 +13,6 @@ from mlflow_lab.errors import LabError
 BINARIES = {
     "pg_ctl": "postgresql",
     "nginx": "nginx-light",
-    "openssl": "openssl",
     "envsubst": "gettext-base",
 }
 

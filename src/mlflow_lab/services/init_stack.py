@@ -10,6 +10,7 @@ runner runs it between starting the stores and starting the tracking server.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -54,7 +55,8 @@ def ensure_database(settings: Settings) -> None:
 
 
 def upgrade_schema(settings: Settings) -> None:
-    result = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", settings.backend_store_uri()], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", settings.backend_store_uri()],
+                            env={**os.environ, **settings.backend_store_env()}, capture_output=True, text=True)
     if result.returncode != 0:
         raise LabError(f"mlflow db upgrade failed: {result.stderr.strip().splitlines()[-1:]}")
     print("init: backend store schema is current")

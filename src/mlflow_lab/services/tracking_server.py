@@ -46,6 +46,7 @@ def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
     destination, env = artifacts_destination(settings)
     # MLflow's job runner (huey consumers, ~1.7 GB idle) is off unless the setting says true.
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = settings["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]
+    env.update(settings.backend_store_env())
     argv = [
         sys.executable, "-m", "mlflow", "server",
         "--host", settings.get("MLFLOW_BIND_HOST", "0.0.0.0"),
