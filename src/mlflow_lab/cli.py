@@ -66,7 +66,8 @@ def up(state_dir: StateDir = DEFAULT_STATE, runner: RunnerOpt = "auto") -> None:
         ComposeStack(settings).up()
     else:
         stack = NativeStack(settings, state_dir)
-        typer.echo(f"runner: native (no Docker engine answered); state in {state_dir}")
+        why = "LAB_RUNNER=native" if runner == "native" else "no Docker engine answered"
+        typer.echo(f"runner: native ({why}); state in {state_dir}")
         typer.echo(f"artifacts: {stack.describe_s3()}")
         stack.up()
     (state_dir / "runner").write_text(chosen)
@@ -163,9 +164,11 @@ def clean(
         raise typer.Exit(1)
     if choose_runner(runner, state_dir) == "compose":
         ComposeStack(Settings.load()).down(volumes=True)
+        shutil.rmtree(state_dir, ignore_errors=True)
     else:
-        NativeStack(Settings.load(), state_dir).down()
-    shutil.rmtree(state_dir, ignore_errors=True)
+        stack = NativeStack(Settings.load(), state_dir)
+        stack.down()
+        stack.remove_state()
     typer.echo("deleted the lab's data")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -107,4 +106,4 @@ def ephemeral_stack(keep_state=lambda: False):
     finally:
         stack.down()
         if not (failed or keep_state()):
-            shutil.rmtree(stack.state, ignore_errors=True)
+            stack.remove_state()

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import sys
 import time
@@ -27,6 +28,9 @@ NGINX_DIR = REPO_ROOT / "services" / "nginx"
 # system binaries drop to this user when the runner is root. (The Python services keep
 # the invoking user: the interpreter may live in a directory only that user can read.)
 UNPRIVILEGED_USER = "nobody"
+# ...who must reach their files: when the state directory sits in a private place (a 0700
+# home or `mktemp -d`), theirs move here, one folder per state directory.
+UNPRIVILEGED_ROOT = Path("/var/lib/mlflow-lab")
 S3_MODES = ("seaweedfs", "minio")
 # SeaweedFS's own servers (master, volume, filer) listen on S3_PORT + these offsets, and
 # their gRPC ports 10000 above those (its convention); all on loopback.
@@ -42,6 +46,11 @@ class Service:
     ready: callable
     user: str | None = None
     stopsignal: str = "TERM"
+
+
+def reachable_by_others(path: Path) -> bool:
+    """Every existing directory on the way to `path` lets other users through (o+x)."""
+    return all(p.stat().st_mode & 0o001 for p in (path, *path.parents) if p.exists())
 
 
 def http_ok(url: str) -> bool:
@@ -61,6 +70,10 @@ class NativeStack:
         self.conf = self.state / "supervisord.conf"
         self.socket = self.state / "supervisor.sock"
         self.user = UNPRIVILEGED_USER if os.geteuid() == 0 else None
+        # PostgreSQL's data, nginx's runtime files and copies of its entrypoint and template.
+        self.private = self.state if self.user is None or reachable_by_others(self.state) else \
+            UNPRIVILEGED_ROOT / hashlib.sha256(str(self.state).encode()).hexdigest()[:12]
+        self.nginx_conf = self.private / "nginx-conf"
 
     # --- what runs ------------------------------------------------------------
     @property
@@ -86,9 +99,9 @@ class NativeStack:
             MLFLOW_UPSTREAM=f"127.0.0.1:{s['MLFLOW_PORT']}",
             NGINX_LISTEN=f"{s.get('LAB_BIND_ADDRESS', '127.0.0.1')}:{s['LAB_HTTP_PORT']}",
             NGINX_STATUS_PORT=s.get("NGINX_STATUS_PORT", "8081"),
-            NGINX_RUNTIME_DIR=str(state / "nginx"),
-            NGINX_TEMPLATE=str(NGINX_DIR / "nginx.conf.template"),
-            NGINX_ACCESS_LOG=str(state / "nginx" / "access.log"),
+            NGINX_RUNTIME_DIR=str(self.private / "nginx"),
+            NGINX_TEMPLATE=str(self.nginx_conf / "nginx.conf.template"),
+            NGINX_ACCESS_LOG=str(self.private / "nginx" / "access.log"),
             S3_ENDPOINT_URL=f"http://127.0.0.1:{s['S3_PORT']}",
             MODEL_API_TRACKING_URI=f"http://127.0.0.1:{s['MLFLOW_PORT']}",
             MODEL_API_BIND_HOST="127.0.0.1",
@@ -112,7 +125,7 @@ class NativeStack:
         services = [
             Service(
                 "postgres",
-                f"{ospackages.postgres_bin('postgres')} -D {state / 'postgres'} -p {pg_port} "
+                f"{ospackages.postgres_bin('postgres')} -D {self.private / 'postgres'} -p {pg_port} "
                 f"-c listen_addresses=127.0.0.1 -c unix_socket_directories=''",
                 lambda: subprocess.run([pg_isready, "-q", "-h", "127.0.0.1", "-p", str(pg_port)]).returncode == 0,
                 user=self.user, stopsignal="INT",  # SIGINT = PostgreSQL's fast shutdown
@@ -135,7 +148,7 @@ class NativeStack:
                     lambda: http_ok(f"http://127.0.0.1:{mlflow_port}/health")),
             Service("model-api", f"{py} -m mlflow_lab.services.model_api",
                     lambda: http_ok(f"http://127.0.0.1:{api_port}/v2/health/live")),
-            Service("nginx", f"/bin/sh {NGINX_DIR / 'entrypoint.sh'}",
+            Service("nginx", f"/bin/sh {self.nginx_conf / 'entrypoint.sh'}",
                     lambda: http_ok(f"http://127.0.0.1:{status_port}/nginx-health"),
                     user=self.user, stopsignal="QUIT"),
         ]
@@ -144,23 +157,25 @@ class NativeStack:
     # --- lifecycle ------------------------------------------------------------
     def prepare(self) -> None:
         ospackages.ensure_installed()
-        for sub in ("logs", "home", "nginx", "s3"):
+        for sub in ("logs", "home", "s3"):
             (self.state / sub).mkdir(parents=True, exist_ok=True)
         self.state.chmod(0o755)
-        if self.user:
-            owner = pwd.getpwnam(self.user)
-            for sub in ("nginx", "postgres"):
-                path = self.state / sub
-                path.mkdir(exist_ok=True)
-                os.chown(path, owner.pw_uid, owner.pw_gid)
+        self.private.mkdir(mode=0o755, parents=True, exist_ok=True)
+        # The unprivileged nginx reads these copies (refreshed on every `up`), not the checkout.
+        shutil.copytree(NGINX_DIR, self.nginx_conf, dirs_exist_ok=True)
+        for sub in ("nginx", "postgres"):
+            (self.private / sub).mkdir(exist_ok=True)
+            if self.user:
+                owner = pwd.getpwnam(self.user)
+                os.chown(self.private / sub, owner.pw_uid, owner.pw_gid)
         self._initdb()
 
     def _initdb(self) -> None:
-        data = self.state / "postgres"
+        data = self.private / "postgres"
         if (data / "PG_VERSION").exists():
             return
-        data.mkdir(mode=0o700, exist_ok=True)
-        pwfile = self.state / "pgpass.tmp"
+        data.chmod(0o700)
+        pwfile = self.private / "pgpass.tmp"
         pwfile.write_text(self.settings["POSTGRES_PASSWORD"] + "\n")
         if self.user:
             owner = pwd.getpwnam(self.user)
@@ -169,7 +184,7 @@ class NativeStack:
             subprocess.run(
                 [ospackages.postgres_bin("initdb"), "-D", str(data), "-U", self.settings["POSTGRES_USER"],
                  f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"],
-                check=True, capture_output=True, text=True, user=self.user,
+                check=True, capture_output=True, text=True, user=self.user, cwd=self.private,
             )
         except subprocess.CalledProcessError as exc:
             raise LabError(f"initdb failed: {exc.stderr.strip()}") from None
@@ -198,7 +213,7 @@ class NativeStack:
                 "autorestart=true", "startsecs=2", f"stopsignal={svc.stopsignal}", "stopwaitsecs=30",
                 "stopasgroup=true", "killasgroup=true", "redirect_stderr=true",
                 f"stdout_logfile={self.logs / svc.name}.log", "stdout_logfile_maxbytes=20MB",
-                *( [f"user={svc.user}"] if svc.user else [] ), "",
+                *([f"user={svc.user}", f"directory={self.private}"] if svc.user else []), "",
             ]
         text = "\n".join(lines)
         changed = not self.conf.exists() or self.conf.read_text() != text
@@ -255,6 +270,12 @@ class NativeStack:
             deadline = time.monotonic() + 60
             while self.socket.exists() and time.monotonic() < deadline:
                 time.sleep(0.2)
+
+    def remove_state(self) -> None:
+        """Delete everything this stack keeps (stop it first)."""
+        shutil.rmtree(self.state, ignore_errors=True)
+        if self.private != self.state:
+            shutil.rmtree(self.private, ignore_errors=True)
 
     def status(self) -> dict[str, str]:
         if not self.running():
