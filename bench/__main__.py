@@ -6,11 +6,11 @@ import os
 import platform
 import sys
 
-from bench import model_api, scoring, tracking
+from bench import model_api, scoring, startup, tracking
 from bench.stacks import bench_stack
 
 STACK_BENCHMARKS = {"tracking": tracking.run, "model_api": model_api.run}   # need a running lab: they share one throwaway stack
-LOCAL_BENCHMARKS = {"scoring": scoring.run}
+LOCAL_BENCHMARKS = {"scoring": scoring.run, "startup": startup.run}  # start what they need
 
 
 def main(names: list[str]) -> None:

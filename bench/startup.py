@@ -1,0 +1,105 @@
+"""`make up` under both runners, as users run it (`lab up`): cold (Compose: the lab's images
+built from the base images; native: a new state directory), then warm (`lab down`, `lab up`,
+nothing changed), and each service's memory once the stack has idled for a minute
+(Compose: `docker stats`; native: PSS of each supervised program's process tree).
+The base images (real or stand-in) and the host wheelhouse are prepared before timing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mlflow_lab.native.ephemeral import fresh_settings
+
+IDLE_SECONDS = 60
+IMAGES = ("mlflow-lab/python:0.1.0", "mlflow-lab/nginx:0.1.0")
+
+
+def _lab(env: dict[str, str], *args: str) -> float:
+    started = time.monotonic()
+    result = subprocess.run([str(Path(sys.executable).parent / "lab"), *args], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"`lab {' '.join(args)}` failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return time.monotonic() - started
+
+
+def _pss_kib(pid: int) -> int:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    total = sum(_pss_kib(int(child)) for child in children)
+    try:
+        total += next(int(line.split()[1]) for line in open(f"/proc/{pid}/smaps_rollup") if line.startswith("Pss:"))
+    except (OSError, StopIteration):
+        pass
+    return total
+
+
+def _compose(folder: Path) -> tuple[float, float, dict[str, float]]:
+    from tests.compose.harness import cli_environment, write_env_file  # Compose v2 and a throwaway .env
+    from tests.standins.build import ensure_base_images
+
+    ensure_base_images()
+    env_file, _ = write_env_file(folder)
+    env = cli_environment(env_file)
+    subprocess.run(["docker", "rmi", "-f", *IMAGES], capture_output=True)
+    subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True)
+    try:
+        cold = _lab(env, "up")
+        _lab(env, "down")
+        warm = _lab(env, "up")
+        time.sleep(IDLE_SECONDS)
+        stats = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}"],
+                               capture_output=True, text=True, check=True).stdout
+        project = next(line.split("=", 1)[1] for line in env_file.read_text().splitlines()
+                       if line.startswith("COMPOSE_PROJECT_NAME="))
+        memory = {}
+        for line in stats.splitlines():
+            name, usage = line.split("\t")
+            if name.startswith(project):
+                value, unit = usage.split(" / ")[0][:-3], usage.split(" / ")[0][-3:]
+                memory[name[len(project) + 1:].rsplit("-", 1)[0]] = float(value) * {"MiB": 1, "GiB": 1024, "KiB": 1 / 1024}[unit]
+    finally:
+        _lab(env, "clean", "--force")
+    return cold, warm, memory
+
+
+def _native(folder: Path) -> tuple[float, float, dict[str, float]]:
+    env_file = folder / ".env"
+    env_file.write_text("".join(f'{key}="{value}"\n' for key, value in fresh_settings().as_env().items()))
+    state = folder / "state"
+    env = {**os.environ, "LAB_RUNNER": "native", "LAB_ENV_FILE": str(env_file), "LAB_STATE_DIR": str(state)}
+    try:
+        cold = _lab(env, "up")
+        _lab(env, "down")
+        warm = _lab(env, "up")
+        time.sleep(IDLE_SECONDS)
+        status = subprocess.run([str(Path(sys.executable).parent / "supervisorctl"), "-c", str(state / "supervisord.conf"),
+                                 "status"], capture_output=True, text=True).stdout
+        memory = {line.split()[0]: _pss_kib(int(line.split("pid ")[1].split(",")[0])) / 1024
+                  for line in status.splitlines() if "pid " in line}
+    finally:
+        _lab(env, "clean", "--force")
+    return cold, warm, memory
+
+
+def run(runners: tuple[str, ...] = ("compose", "native")) -> None:
+    for runner in runners:
+        folder = Path(tempfile.mkdtemp(prefix=f"bench-startup-{runner}-"))
+        folder.chmod(0o755)
+        try:
+            cold, warm, memory = (_compose if runner == "compose" else _native)(folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        kind = "docker stats" if runner == "compose" else "PSS"
+        print(f"\n== make up, {runner} runner ==")
+        print(f"cold `lab up`    : {cold:6.0f} s  ({'images built from the base images' if runner == 'compose' else 'new state: initdb, schema, bucket'})")
+        print(f"warm `lab up`    : {warm:6.0f} s  (after `lab down`, nothing changed)")
+        print(f"idle memory ({kind}, after {IDLE_SECONDS} s):")
+        for service, mib in sorted(memory.items()):
+            print(f"  {service:10} {mib:7.0f} MiB")
+        print(f"  {'total':10} {sum(memory.values()):7.0f} MiB  (target: under 1536)")
