@@ -31,8 +31,9 @@ def install_compose_plugin() -> dict[str, str]:
     plugins = DOCKER_CONFIG / "cli-plugins"
     plugins.mkdir(parents=True, exist_ok=True)
     link = plugins / "docker-compose"
-    if not link.exists():
+    if not (link.is_symlink() and link.resolve() == binary.resolve()):  # absent, or another venv's
         binary.chmod(0o755)
+        link.unlink(missing_ok=True)
         link.symlink_to(binary)
     return {"DOCKER_CONFIG": str(DOCKER_CONFIG)}
 
