@@ -16,16 +16,17 @@ import time
 from pathlib import Path
 
 from mlflow_lab.native.ephemeral import fresh_settings
+from mlflow_lab.settings import write_env_file
+from tests.compose.harness import lab_cli
 
 IDLE_SECONDS = 60
 IMAGES = ("mlflow-lab/python:0.1.0", "mlflow-lab/nginx:0.1.0")
 
 
 def _lab(env: dict[str, str], *args: str) -> float:
+    """Seconds that `lab <args>` took (it must succeed)."""
     started = time.monotonic()
-    result = subprocess.run([str(Path(sys.executable).parent / "lab"), *args], env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"`lab {' '.join(args)}` failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    lab_cli(env, *args)
     return time.monotonic() - started
 
 
@@ -40,11 +41,11 @@ def _pss_kib(pid: int) -> int:
 
 
 def _compose(folder: Path) -> tuple[float, float, dict[str, float]]:
-    from tests.compose.harness import cli_environment, write_env_file  # Compose v2 and a throwaway .env
+    from tests.compose.harness import cli_environment, write_test_env_file  # Compose v2, a throwaway .env
     from tests.standins.build import ensure_base_images
 
     ensure_base_images()
-    env_file, _ = write_env_file(folder)
+    env_file, settings = write_test_env_file(folder)
     env = cli_environment(env_file)
     subprocess.run(["docker", "rmi", "-f", *IMAGES], capture_output=True)
     subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True)
@@ -55,8 +56,7 @@ def _compose(folder: Path) -> tuple[float, float, dict[str, float]]:
         time.sleep(IDLE_SECONDS)
         stats = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}"],
                                capture_output=True, text=True, check=True).stdout
-        project = next(line.split("=", 1)[1] for line in env_file.read_text().splitlines()
-                       if line.startswith("COMPOSE_PROJECT_NAME="))
+        project = settings["COMPOSE_PROJECT_NAME"]
         memory = {}
         for line in stats.splitlines():
             name, usage = line.split("\t")
@@ -70,7 +70,7 @@ def _compose(folder: Path) -> tuple[float, float, dict[str, float]]:
 
 def _native(folder: Path) -> tuple[float, float, dict[str, float]]:
     env_file = folder / ".env"
-    env_file.write_text("".join(f'{key}="{value}"\n' for key, value in fresh_settings().as_env().items()))
+    write_env_file(env_file, fresh_settings().as_env())
     state = folder / "state"
     env = {**os.environ, "LAB_RUNNER": "native", "LAB_ENV_FILE": str(env_file), "LAB_STATE_DIR": str(state)}
     try:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import psycopg2
 import pytest
 import requests
 
+from mlflow_lab.cli import docker_engine_answers
 from mlflow_lab.compose import ComposeStack
 from mlflow_lab.errors import LabError
 from mlflow_lab.native.ephemeral import ephemeral_stack
@@ -101,11 +100,6 @@ class Lab:
         return self.require_internals().log_tail(service, lines)
 
 
-def _docker_engine_answers() -> bool:
-    return shutil.which("docker") is not None and \
-        subprocess.run(["docker", "info"], capture_output=True).returncode == 0
-
-
 @contextlib.contextmanager
 def _native(request):
     # Logs of a failed session stay on disk; pytest_terminal_summary prints their tails.
@@ -118,7 +112,7 @@ def _native(request):
 
 @contextlib.contextmanager
 def _compose(request):
-    if not _docker_engine_answers():
+    if not docker_engine_answers():
         pytest.skip("no Docker engine answers: the Compose runner is not tested here")
     from tests.compose.harness import compose_stack
 

@@ -55,6 +55,12 @@ def parse_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def write_env_file(path: Path, values: Mapping[str, str]) -> None:
+    """A .env that parse_env_file and Compose read back as `values` (mode 600: it holds secrets)."""
+    path.write_text("".join(f'{key}="{value}"\n' for key, value in values.items()))
+    path.chmod(0o600)
+
+
 def generated_vars(example: Path = ENV_EXAMPLE) -> list[str]:
     """Variables whose line in .env.example is preceded by `# generated`."""
     names, mark = [], False

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mlflow_lab.compose import ComposeStack
 from mlflow_lab.native.ephemeral import fresh_settings
-from mlflow_lab.settings import REPO_ROOT, Settings
+from mlflow_lab.settings import REPO_ROOT, Settings, write_env_file
 from tests.standins.build import ensure_base_images
 
 INTERNALS = Path(__file__).with_name("internals.yaml")
@@ -38,7 +38,7 @@ def install_compose_plugin() -> dict[str, str]:
     return {"DOCKER_CONFIG": str(DOCKER_CONFIG)}
 
 
-def write_env_file(folder: Path) -> tuple[Path, Settings]:
+def write_test_env_file(folder: Path) -> tuple[Path, Settings]:
     values = fresh_settings().as_env()
     values.update(
         COMPOSE_PROJECT_NAME=f"mlflow-lab-test-{uuid.uuid4().hex[:6]}",
@@ -46,9 +46,7 @@ def write_env_file(folder: Path) -> tuple[Path, Settings]:
         MLFLOW_PORT="5055",  # not the default: values derived from it must follow
     )
     env_file = folder / ".env"
-    env_file.write_text("".join(f'{key}="{value}"\n' if " " in value else f"{key}={value}\n"
-                                for key, value in values.items()))
-    env_file.chmod(0o600)
+    write_env_file(env_file, values)
     return env_file, Settings(values)
 
 
@@ -73,7 +71,7 @@ def compose_stack():
         if kind == "stand-in":
             print(f"base image {image}: STAND-IN built from Debian packages (no registry answers here)")
     folder = Path(tempfile.mkdtemp(prefix="mlflow-lab-compose-"))
-    env_file, settings = write_env_file(folder)
+    env_file, settings = write_test_env_file(folder)
     env = cli_environment(env_file)
     previous = {key: os.environ.get(key) for key in ("DOCKER_CONFIG", "COMPOSE_FILE")}
     os.environ.update({key: env[key] for key in previous})  # the ComposeStack below runs in this process

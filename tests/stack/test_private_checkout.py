@@ -4,6 +4,7 @@ runner's unprivileged PostgreSQL and nginx cannot reach into it, so their files 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,7 +14,7 @@ import pytest
 import requests
 
 from mlflow_lab.native.ephemeral import fresh_settings
-from mlflow_lab.settings import REPO_ROOT
+from mlflow_lab.settings import REPO_ROOT, write_env_file
 
 pytestmark = pytest.mark.stack
 
@@ -25,7 +26,7 @@ def test_native_stack_from_a_clone_in_a_0700_directory():
         subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)], check=True)
         settings = fresh_settings()
         env_file = clone / ".env"
-        env_file.write_text("".join(f'{key}="{value}"\n' for key, value in settings.as_env().items()))
+        write_env_file(env_file, settings.as_env())
         # The clone's own code (its src/), this venv's packages.
         env = {**os.environ, "PYTHONPATH": str(clone / "src"), "LAB_RUNNER": "native", "LAB_ENV_FILE": str(env_file)}
         lab = [sys.executable, "-m", "mlflow_lab.cli"]
@@ -39,4 +40,4 @@ def test_native_stack_from_a_clone_in_a_0700_directory():
         finally:
             subprocess.run([*lab, "clean", "--force"], cwd=clone, env=env, capture_output=True, timeout=300)
     finally:
-        subprocess.run(["rm", "-rf", str(private)], check=False)
+        shutil.rmtree(private, ignore_errors=True)
