@@ -35,8 +35,9 @@ INPUT  ?= $(SAMPLE)
 train: venv ## Train MODELS (default: wine-quality psystock) against the lab and register versions
 	@for model in $(MODELS); do $(LAB) job train $$model || exit 1; done
 
-promote: venv ## Promote the newest version of each of MODELS if it beats Production (FORCE=1 overrides)
-	@for model in $(MODELS); do $(LAB) job promote $$model $(if $(FORCE),--force) || exit 1; done
+# A refused challenger is a normal outcome: reported, exit 0; STRICT=1 makes it exit 2 (CI gates).
+promote: venv ## Promote the newest version of each of MODELS if it beats Production (FORCE=1 overrides, STRICT=1 fails on a refusal)
+	@$(LAB) job promote $(MODELS) $(if $(FORCE),--force) $(if $(STRICT),--strict)
 
 # Only the default sample is a make target: INPUT may be an s3:// or mlflow-artifacts:/ URI.
 score: venv $(filter $(SAMPLE),$(INPUT)) ## Batch-score INPUT (path or URI; default: a sample, made if missing) with models:/MODEL/Production

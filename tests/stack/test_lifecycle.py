@@ -1,15 +1,20 @@
 """Train -> register -> promote against the lab, as the tutorials do it."""
 
+import json
+import os
+import shlex
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
+import yaml
 
 from mlflow_lab.jobs import promote as promote_job
-from mlflow_lab.jobs import train_wine
+from mlflow_lab.jobs import sample_input, train_wine
 from mlflow_lab.settings import REPO_ROOT
 
 pytestmark = pytest.mark.stack
@@ -73,14 +78,64 @@ def test_promotion_gate_stage_alias_and_idempotence(lab, trained):
     assert client.get_registered_model(name).aliases == {"champion": "2"}
 
 
-def test_promote_cli_names_a_missing_model(lab):
-    result = subprocess.run([sys.executable, "-m", "mlflow_lab.jobs", "promote", "no-such-model", "--tracking-uri", lab.url],
-                            capture_output=True, text=True,
-                            env={"MLFLOW_TRACKING_USERNAME": lab.user, "MLFLOW_TRACKING_PASSWORD": lab.password,
-                                 "PATH": "/usr/bin:/bin"})
+def promote_cli(lab, *args: str) -> subprocess.CompletedProcess:
+    """`lab-job promote ...`, as `make promote` runs it natively."""
+    return subprocess.run([sys.executable, "-m", "mlflow_lab.jobs", "promote", *args, "--tracking-uri", lab.url],
+                          capture_output=True, text=True,
+                          env={"MLFLOW_TRACKING_USERNAME": lab.user, "MLFLOW_TRACKING_PASSWORD": lab.password,
+                               "PATH": "/usr/bin:/bin"})
+
+
+def register_without_metrics(name: str) -> str:
+    """A version registered the tutorials' way: a logged model, a plain register call, no metric on its run."""
+    from sklearn.linear_model import LinearRegression
+
+    features, _, target, _ = train_wine.load_data(42)
+    with mlflow.start_run(experiment_id=mlflow.set_experiment(name).experiment_id):
+        info = mlflow.sklearn.log_model(LinearRegression().fit(features, target), name="model")
+    return mlflow.register_model(info.model_uri, name).version
+
+
+def test_promote_cli_names_a_missing_model_and_still_decides_the_next(lab, trained):
+    name, _, _ = trained
+    result = promote_cli(lab, "no-such-model", name)
     assert result.returncode == 1
-    assert f"no version of model 'no-such-model' is registered at {lab.url}" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: no version of model 'no-such-model' is registered at {lab.url}."
+    assert result.stdout.startswith(f"{name} v2: ")  # the second model was still decided
+
+
+def test_a_refusal_exits_0_reports_and_carries_on_strict_exits_2(lab, trained):
+    name, _, client = trained
+    promote_job.promote(client, name, "2", "test_rmse")  # whatever ran before: v2 is champion
+    refused = promote_cli(lab, name, "--version", "1")
+    assert refused.returncode == 0, refused.stderr
+    assert refused.stdout.startswith(f"{name} v1: unchanged (refused: test_rmse ")
+    assert promote_cli(lab, name, "--version", "1", "--strict").returncode == 2
+    assert client.get_registered_model(name).aliases == {"champion": "2"}
+
+
+def test_a_version_without_the_metric_is_refused_in_one_sentence_unless_forced(lab, trained):
+    name, _, client = trained
+    promote_job.promote(client, name, "2", "test_rmse")
+    plain = register_without_metrics(name)
+    other = f"plain-{uuid.uuid4().hex[:6]}"
+    register_without_metrics(other)
+
+    result = promote_cli(lab, name, other)  # the first is refused, the second still promoted
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"{name} v{plain}: unchanged (refused: version {plain} has no metric test_rmse on its run; --force promotes it anyway)",
+        f"{other} v1: promoted (no version in Production yet)"]
+    assert client.get_registered_model(other).aliases == {"champion": "1"}
+
+    forced = promote_cli(lab, name, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert f"{name} v{plain}: promoted (forced: version {plain} has no metric test_rmse on its run)" in forced.stdout
+    assert client.get_registered_model(name).aliases == {"champion": plain}
+    # The measured versions are now refused against it, not crashed on.
+    against = promote_cli(lab, name, "--version", "2")
+    assert f"refused: version {plain} in Production has no metric test_rmse to compare with" in against.stdout
+    promote_job.promote(client, name, "2", "test_rmse", force=True)  # leave a measured champion for the next test
 
 
 def test_force_overrides_the_gate(lab, trained):
@@ -93,17 +148,50 @@ def test_force_overrides_the_gate(lab, trained):
         client.get_model_version(name, "1").run_id
 
 
-def test_mlproject_entry_point_runs_against_the_lab(lab, tmp_path):
-    """`mlflow run . -e train_psystock -P ...` as the tutorials do it (local env manager: this venv)."""
-    name = f"psystock-mlproject-{uuid.uuid4().hex[:6]}"
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path), **lab.client_env()}
-    result = subprocess.run([str(Path(sys.executable).parent / "mlflow"), "run", str(REPO_ROOT), "-e", "train_psystock",
-                             "-P", "days=400", "-P", "n_estimators=10", "-P", f"register_as={name}",
-                             "--experiment-name", name, "--env-manager", "local"],
-                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    client = mlflow.MlflowClient(lab.url)
-    [version] = client.search_model_versions(f"name='{name}'")
-    run = client.get_run(version.run_id)
-    assert run.data.params["n_estimators"] == "10" and run.data.params["days"] == "400"
-    assert "test_auc" in run.data.metrics
+def readme_mlflow_commands() -> list[str]:
+    """The `mlflow ...` lines of the README, as a user would paste them."""
+    text = (REPO_ROOT / "README.md").read_text()
+    return [line.split("  #")[0].strip() for line in text.splitlines()
+            if line.startswith(("mlflow run ", "mlflow models "))]
+
+
+def test_readme_mlflow_commands_cover_every_entry_point_and_work_as_written(lab, mlflow_client):
+    """Each MLproject entry point, run the way the README shows it, then `mlflow models predict`
+    on the lab's sample, from the checkout (local env manager: this venv), against the lab with
+    the credentials `make -s env` exports."""
+    commands = readme_mlflow_commands()
+    runs = [cmd for cmd in commands if cmd.startswith("mlflow run ")]
+    entry_points = {cmd.split(" -e ")[1].split()[0] if " -e " in cmd else "main" for cmd in runs}
+    assert entry_points == set(yaml.safe_load((REPO_ROOT / "MLproject").read_text())["entry_points"])
+
+    sample = REPO_ROOT / "data" / "wine-quality-sample.csv"
+    scored = sample.with_name("wine-quality-sample.predictions.csv")
+    made = [path for path in (sample, scored) if not path.exists()]
+    if sample in made:
+        sample_input.write("wine-quality", sample, rows=50)
+    before = {name: len(mlflow_client.search_model_versions(f"name='{name}'")) for name in ("wine-quality", "psystock")}
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"),
+           **lab.client_env()}
+    try:
+        for command in commands:
+            result = subprocess.run(shlex.split(command), capture_output=True, text=True, env=env, cwd=REPO_ROOT,
+                                    timeout=600)
+            assert result.returncode == 0, f"{command}\n{result.stderr[-2000:]}"
+        assert commands[-1].startswith("mlflow models predict")
+        assert len(json.loads(result.stdout.strip().splitlines()[-1])["predictions"]) == len(pd.read_csv(sample))
+        predictions = pd.read_csv(scored)
+        assert len(predictions) == len(pd.read_csv(sample)) and predictions["prediction"].notna().all()
+    finally:
+        for path in made:
+            path.unlink(missing_ok=True)
+
+    after = {name: mlflow_client.search_model_versions(f"name='{name}'") for name in before}
+    assert len(after["wine-quality"]) == before["wine-quality"] + 4  # main and train_wine: default-params and tuned each
+    [psystock] = [v for v in after["psystock"] if int(v.version) == before["psystock"] + 1]
+    assert mlflow_client.get_run(psystock.run_id).data.params["n_estimators"] == "300"
+    # The scoring run is a child of the run `mlflow run` made, in its experiment.
+    [scoring] = mlflow.search_runs(search_all_experiments=True, output_format="list", max_results=1,
+                                   filter_string="attributes.run_name = 'batch_scoring'", order_by=["start_time DESC"])
+    parent = mlflow_client.get_run(scoring.data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["mlflow.project.entryPoint"] == "score"
+    assert scoring.info.experiment_id == parent.info.experiment_id

@@ -7,6 +7,7 @@ import json
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import mlflow
@@ -173,11 +174,25 @@ def test_bad_request_gets_short_json_error_and_the_server_keeps_serving(lab, ser
     response = session.post(f"{lab.url}{path}", data=data, headers={"Content-Type": content_type})
     assert response.status_code == status, response.text[:500]
     error = response.json()
-    message = error.get("error") or error.get("detail")
+    assert list(error) == ["error"], response.text[:600]
+    message = error["error"]
     assert isinstance(message, str) and message and len(response.text) < 600, response.text[:600]
     assert "Traceback" not in response.text and str(MARKER) not in response.text
     good = session.post(f"{lab.url}/models/{WINE}/invocations", json=_split(sample_input.build(WINE, 2, 0)))
     assert good.status_code == 200, good.text
+
+
+@pytest.mark.parametrize("method, path, expected", [
+    ("POST", "/models/no-such-model/invocations", "no model 'no-such-model' is served here"),
+    ("POST", "/v2/models/no-such-model/infer", "no model 'no-such-model' is served here"),
+    ("GET", "/v2/models/no-such-model", "no model 'no-such-model' is served here"),
+    ("GET", "/v2/no-such-path", "no such path: /v2/no-such-path"),
+])
+def test_every_404_of_the_model_api_is_the_labs_json_error(lab, served, method, path, expected):
+    body = v2_body(_wine_rows()) if path.startswith("/v2/") else _split(_wine_rows())
+    response = lab.session().request(method, f"{lab.url}{path}", json=body)
+    assert response.status_code == 404
+    assert response.json() == {"error": expected}
 
 
 def _metrics(lab) -> str:
@@ -273,3 +288,49 @@ def test_model_server_mlflow_serves_the_same_predictions(lab, served):
         through_mlserver = lab.session().post(f"{lab.url}/models/{WINE}/invocations", json=_split(frame))
         assert through_mlserver.headers["X-Model-Version"] == served_version
         np.testing.assert_allclose(through_mlserver.json()["predictions"], response.json()["predictions"], rtol=1e-9)
+
+
+def test_the_kserve_tutorials_v2_request_is_accepted_and_wrong_tensors_still_refused(lab, served):
+    """The MLflow -> KServe tutorial: a model trained on a plain float64 array (tensor signature
+    (-1, 13)), asked with one unnamed 1-D FP32 tensor, as stock MLServer + mlserver-mlflow is."""
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_wine
+    from sklearn.linear_model import ElasticNet
+
+    client = served
+    features, target = load_wine(return_X_y=True)
+    model = ElasticNet(alpha=0.5, l1_ratio=0.5).fit(features, target)
+    with mlflow.start_run(experiment_id=client.get_experiment_by_name(WINE).experiment_id):
+        info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(features, model.predict(features)))
+    version = mlflow.register_model(info.model_uri, WINE).version
+    current = promote.current_production(client, WINE)
+    assert promote.promote(client, WINE, version, force=True).promoted
+    session, url = lab.session(), f"{lab.url}/v2/models/{WINE}/infer"
+
+    def tensor(rows: np.ndarray, shape: list[int], datatype: str) -> dict:
+        return {"inputs": [{"name": "input-0", "shape": shape, "datatype": datatype, "data": rows.reshape(-1).tolist()}]}
+
+    tutorial = tensor(features[0], [13], "FP32")
+    try:
+        deadline = time.monotonic() + FOLLOW_BOUND_S
+        while (response := session.post(url, json=tutorial)).json().get("model_version") != version:
+            assert time.monotonic() < deadline, f"version {version} not served: {response.text[:300]}"
+            time.sleep(0.5)
+        assert response.status_code == 200, response.text
+        np.testing.assert_allclose(response.json()["outputs"][0]["data"], model.predict(features[:1]), rtol=1e-12)
+        # Several one-row tensors at once: each answered for its own row (not merged by the batcher).
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: session.post(url, json=tensor(features[i], [13], "FP32")), range(8)))
+        assert [a.status_code for a in answers] == [200] * 8
+        np.testing.assert_allclose([a.json()["outputs"][0]["data"][0] for a in answers], model.predict(features[:8]),
+                                   rtol=1e-12)
+        two_rows = session.post(url, json=tensor(features[:2], [2, 13], "FP64"))
+        np.testing.assert_allclose(two_rows.json()["outputs"][0]["data"], model.predict(features[:2]), rtol=1e-12)
+        for wrong, reason in ((tensor(features[0][:12], [12], "FP64"), "Shape of input"),
+                              (tensor(features[0].round(), [1, 13], "INT64"), "dtype of input int64"),
+                              (tensor(features[:2], [26], "FP32"), "Shape of input")):
+            refused = session.post(url, json=wrong)
+            assert refused.status_code == 400 and reason in refused.json()["error"], refused.text
+    finally:
+        promote.promote(client, WINE, current, force=True)  # leave the lab's model in Production for whoever runs next
+        wait_for_version(lab, WINE, current)

@@ -44,3 +44,41 @@ def test_model_reference_is_a_stage_or_an_alias():
 def test_model_api_refuses_settings_it_cannot_honour(overrides, words):
     with pytest.raises(LabError, match=words):
         config(**overrides)
+
+
+def tensor_schema(*specs):
+    import numpy as np
+    from mlflow.types import Schema, TensorSpec
+
+    return Schema([TensorSpec(np.dtype(dtype), shape, name) for dtype, shape, name in specs])
+
+
+def request(*tensors):
+    from mlserver.types import InferenceRequest
+
+    return InferenceRequest(inputs=[{"name": name, "shape": shape, "datatype": datatype, "data": [1.5] * count}
+                                    for name, shape, datatype, count in tensors])
+
+
+@pytest.mark.parametrize("sent, fitted", [
+    (("input-0", [13], "FP32", 13), ([1, 13], "FP64")),   # the KServe tutorial: one row, widened
+    (("input-0", [2, 13], "FP64", 26), ([2, 13], "FP64")),  # already right
+    (("input-0", [13], "INT32", 13), ([1, 13], "FP64")),   # int32 fits exactly in float64
+    (("input-0", [13], "INT64", 13), ([1, 13], "INT64")),  # int64 -> float64 may lose digits: left to be refused
+    (("input-0", [12], "FP64", 12), ([12], "FP64")),       # wrong length: left to be refused
+    (("input-0", [13], "BYTES", 13), ([1, 13], "BYTES")),  # text: left to be refused
+])
+def test_v2_tensors_are_fitted_to_a_tensor_signature_only_where_nothing_is_lost(sent, fitted):
+    from mlflow_lab.services.model_api.runtime import fit_tensors
+
+    [tensor] = fit_tensors(request(sent), tensor_schema(("float64", (-1, 13), None))).inputs
+    assert (tensor.shape, tensor.datatype) == (list(fitted[0]), fitted[1])
+
+
+def test_v2_requests_for_column_signatures_are_left_alone():
+    from mlflow.types import ColSpec, Schema
+
+    from mlflow_lab.services.model_api.runtime import fit_tensors
+
+    payload = request(("alcohol", [1], "FP32", 1))
+    assert fit_tensors(payload, Schema([ColSpec("double", "alcohol")])) is payload

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from mlflow_lab import registry
 from mlflow_lab.errors import LabError
+from mlflow_lab.jobs.runs import job_runs
 from mlflow_lab.scoring import CLASSIFIER_TASK
 from mlflow_lab.scoring.errors import short_reason
 from mlflow_lab.scoring.tables import ModelColumns, TableWriter, read_batches, row_count_hint, table_format
@@ -138,9 +139,8 @@ def score(model_uri: str, input_uri: str, output: Path | None = None, keep: tupl
 
 
 def log_scoring_run(model_uri: str, concrete_uri: str, input_uri: str, output: Path, rows: int, seconds: float) -> str:
-    mlflow.set_experiment(EXPERIMENT)
     name, _, version = concrete_uri.removeprefix("models:/").partition("/")
-    with mlflow.start_run(run_name="batch_scoring") as run:
+    with job_runs(EXPERIMENT) as start_run, start_run("batch_scoring") as run:
         mlflow.log_params({"model_uri": model_uri, "model_name": name if version else "",
                            "model_version": version, "input": input_uri, "output": output.name})
         mlflow.log_metrics({"input_rows": rows, "output_rows": rows, "duration_s": seconds,

@@ -1,8 +1,11 @@
 """Promote a registered model version: `Production` stage and `@champion` alias together.
 
 A challenger replaces the current Production version only if its test metric is better
-(`--force` overrides). The decision and both metrics are printed and recorded as tags on
-the challenger. Promoting the version already in Production changes nothing.
+(`--force` overrides). A version whose run lacks the metric (registered by another client)
+cannot be compared and is refused, unless forced. The decision and both metrics are
+printed and recorded as tags on the challenger. Promoting the version already in
+Production changes nothing. A refusal is a normal outcome of the gate: the command exits 0
+unless `--strict` (for CI gates) or something failed.
 """
 
 from __future__ import annotations
@@ -34,13 +37,34 @@ class Decision:
     champion_version: str | None
     champion_metric: float | None
 
+    @property
+    def refused(self) -> bool:
+        return self.reason.startswith("refused")
 
-def _metric(client: MlflowClient, model: str, version: str, metric: str) -> float:
+
+def _metric(client: MlflowClient, model: str, version: str, metric: str) -> float | None:
+    """The version's run metric; None if it has no run, or the run lacks the metric."""
     run_id = client.get_model_version(model, version).run_id
-    value = client.get_run(run_id).data.metrics.get(metric)
-    if value is None:
-        raise LabError(f"version {version} of model {model!r} has no metric {metric!r} on its run {run_id}.")
-    return value
+    if not run_id:
+        return None
+    try:
+        return client.get_run(run_id).data.metrics.get(metric)
+    except MlflowException:  # the run was deleted
+        return None
+
+
+def _compare(metric: str, version: str, challenger: float | None, champion_version: str | None,
+             champion: float | None, higher_is_better: bool) -> tuple[bool | None, str]:
+    """(whether the challenger wins, why); None when the two cannot be compared."""
+    if champion_version is None:
+        return True, "no version in Production yet"
+    if challenger is None:
+        return None, f"version {version} has no metric {metric} on its run"
+    if champion is None:
+        return None, f"version {champion_version} in Production has no metric {metric} to compare with"
+    wins = challenger > champion if higher_is_better else challenger < champion
+    verb = "beats" if wins else "does not beat"
+    return wins, f"{metric} {challenger:.4g} {verb} {champion:.4g} of version {champion_version}"
 
 
 def declare_promotion_metric(client: MlflowClient, model: str, metric: str, higher_is_better: bool) -> None:
@@ -81,24 +105,21 @@ def promote(client: MlflowClient, model: str, version: str | None, metric: str |
 
     champion = current_production(client, model)
     challenger_value = _metric(client, model, version, metric)
-    champion_value = _metric(client, model, champion, metric) if champion and champion != version else None
     if champion == version:
         return Decision(model, version, False, f"version {version} is already in {STAGE}",
                         challenger_value, champion, challenger_value)
-    better = champion_value is None or (
-        challenger_value > champion_value if higher_is_better else challenger_value < champion_value)
-    if champion is None:
-        reason = f"no version in {STAGE} yet"
-    elif better:
-        reason = f"{metric} {challenger_value:.4g} beats {champion_value:.4g} of version {champion}"
+    champion_value = _metric(client, model, champion, metric) if champion else None
+    wins, why = _compare(metric, version, challenger_value, champion, champion_value, higher_is_better)
+    promoted = bool(wins) or force
+    if wins:
+        reason = why
     elif force:
-        reason = f"forced: {metric} {challenger_value:.4g} does not beat {champion_value:.4g} of version {champion}"
+        reason = f"forced: {why}"
     else:
-        reason = f"refused: {metric} {challenger_value:.4g} does not beat {champion_value:.4g} of version {champion}"
-    promoted = better or force
+        reason = f"refused: {why}" + ("; --force promotes it anyway" if wins is None else "")
     tags = {"promotion.decision": "promoted" if promoted else "refused", "promotion.reason": reason,
-            "promotion.metric": metric, "promotion.challenger_value": str(challenger_value),
-            "promotion.champion_version": champion or "", "promotion.champion_value": str(champion_value or "")}
+            "promotion.metric": metric, "promotion.challenger_value": "" if challenger_value is None else str(challenger_value),
+            "promotion.champion_version": champion or "", "promotion.champion_value": "" if champion_value is None else str(champion_value)}
     for key, value in tags.items():
         client.set_model_version_tag(model, version, key, value)
     if promoted:
@@ -109,21 +130,37 @@ def promote(client: MlflowClient, model: str, version: str | None, metric: str |
 
 
 def main(
-    model: Annotated[str, typer.Argument(help="Registered model name, e.g. wine-quality.")],
-    version: Annotated[str, typer.Option(help="Version to promote; the newest when omitted.")] = "",
+    models: Annotated[list[str], typer.Argument(metavar="MODEL...", help="Registered model name(s), e.g. wine-quality psystock.")],
+    version: Annotated[str, typer.Option(help="Version to promote (one model only); the newest when omitted.")] = "",
     metric: Annotated[str, typer.Option(envvar="PROMOTE_METRIC",
                                         help="Run metric compared between versions; default: the one training declared "
                                              "on the model (wine-quality: test_rmse, psystock: test_auc).")] = "",
     higher_is_better: Annotated[bool | None, typer.Option("--higher-is-better/--lower-is-better",
                                                           help="Which way the metric wins; default: as declared.")] = None,
-    force: Annotated[bool, typer.Option(help="Promote even if the metric is not better.")] = False,
+    force: Annotated[bool, typer.Option(help="Promote even if the metric is not better or missing.")] = False,
+    strict: Annotated[bool, typer.Option(envvar="PROMOTE_STRICT",
+                                         help="Exit 2 if any challenger is refused (for CI gates); default: a refusal exits 0.")] = False,
     tracking_uri: Annotated[str, typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow server.")] = "",
 ) -> None:
-    """Move a model version to Production and set @champion, if it beats the current one."""
-    decision = promote(MlflowClient(tracking_uri or None), model, version or None, metric or None,
-                       higher_is_better, force)
-    verb = "promoted" if decision.promoted else "unchanged"
-    typer.echo(f"{decision.model} v{decision.version}: {verb} ({decision.reason})")
-    if not decision.promoted and decision.reason.startswith("refused"):
-        raise typer.Exit(2)
+    """Move each model's newest version (or --version) to Production and set @champion, if it beats the current one.
 
+    Each model is decided on its own: a refusal or an error for one does not stop the next.
+    Exit 1 if any model failed, else 2 if --strict and any was refused, else 0."""
+    if version and len(models) > 1:
+        raise LabError(f"--version {version} names one version, but {len(models)} models were given.")
+    client = MlflowClient(tracking_uri or None)
+    failed = refused = False
+    for model in models:
+        try:
+            decision = promote(client, model, version or None, metric or None, higher_is_better, force)
+        except LabError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            failed = True
+            continue
+        verb = "promoted" if decision.promoted else "unchanged"
+        typer.echo(f"{decision.model} v{decision.version}: {verb} ({decision.reason})")
+        refused |= decision.refused
+    if failed:
+        raise typer.Exit(1)
+    if strict and refused:
+        raise typer.Exit(2)

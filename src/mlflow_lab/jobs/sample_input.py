@@ -28,7 +28,13 @@ def build(model: str, rows: int, seed: int):
 def write(model: str, output: Path, rows: int = 1000, seed: int = 11) -> Path:
     frame = build(model, rows, seed)
     output.parent.mkdir(parents=True, exist_ok=True)
-    writer = TableWriter(output, table_format(output))
+    if table_format(output) == "csv":
+        # pandas writes a whole-valued double as "100.0", Arrow as "100": readers that infer
+        # types from the text (`mlflow models predict`, pandas) would then see an integer
+        # column where the model's signature takes doubles, and MLflow refuses int -> float.
+        frame.to_csv(output, index=False)
+        return output
+    writer = TableWriter(output, "parquet")
     writer.write(pa.Table.from_pandas(frame, preserve_index=False))
     writer.close()
     return output

@@ -1,6 +1,7 @@
 """One-shot, idempotent init step that gates the tracking server.
 
-1. wait for PostgreSQL, create the database if it is missing;
+1. wait for PostgreSQL, create the database if it is missing, and leave its statement
+   errors to MLflow (see QUIET_STATEMENT_ERRORS);
 2. `mlflow db upgrade` (creates the schema on an empty database, migrates an old one);
 3. create the artifact bucket if it is missing.
 
@@ -16,6 +17,7 @@ import sys
 import time
 
 import psycopg2
+from psycopg2 import errors as pg_errors
 from psycopg2 import sql
 
 from mlflow_lab.errors import LabError
@@ -23,6 +25,13 @@ from mlflow_lab.settings import Settings
 from mlflow_lab.storage import ensure_bucket
 
 WAIT_SECONDS = 60
+# MLflow's SQL store uses unique violations as control flow: it inserts, and on a duplicate
+# key rolls back and carries on. MLflow 3 hits this on every `log_model` after `log_metrics`
+# (the run's metrics are logged again, linked to the new logged model) and on every
+# registration under an existing name. PostgreSQL would log each as an ERROR with the whole
+# INSERT; MLflow already handles or reports every statement error itself. So for the
+# tracking database only, log from FATAL up (failed logins, crashes, lost connections).
+QUIET_STATEMENT_ERRORS = "ALTER DATABASE {} SET log_min_messages = fatal"
 
 
 def _connect(settings: Settings, dbname: str):
@@ -51,6 +60,10 @@ def ensure_database(settings: Settings) -> None:
         if cur.fetchone() is None:
             cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings["POSTGRES_DB"])))
             print(f"init: created database {settings['POSTGRES_DB']}")
+        try:
+            cur.execute(sql.SQL(QUIET_STATEMENT_ERRORS).format(sql.Identifier(settings["POSTGRES_DB"])))
+        except pg_errors.InsufficientPrivilege:  # a managed server where the lab's user is no superuser
+            print("init: not a superuser, so PostgreSQL keeps logging the duplicate-key errors MLflow handles")
     conn.close()
 
 

@@ -15,11 +15,13 @@ import mlflow
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from mlflow import MlflowClient
 from mlflow.pyfunc import scoring_server
 
 from mlflow_lab import registry
 from mlflow_lab.errors import LabError
+from mlflow_lab.services.model_api import http_errors
 from mlflow_lab.services.model_api.config import ApiConfig
 from mlflow_lab.settings import Settings
 
@@ -42,7 +44,7 @@ def create_app() -> FastAPI:
     """App factory, called in every uvicorn worker."""
     config = ApiConfig.from_settings(Settings.load(env_file=None), Path("."))
     client = MlflowClient(config.tracking_uri)
-    app, served = FastAPI(), {}
+    app, served = FastAPI(exception_handlers={HTTPException: http_errors.http_exception}), {}
     for name in config.models:
         try:
             ref = registry.resolve(config.model_uri(name), client)

@@ -2,10 +2,12 @@
 plus the registry follower.
 
 What it changes in MLServer 1.7.1 (each measured or seen failing here):
-- errors: FastAPI's 422 echoes the request body and worker errors carry a class-name
-  prefix; both become a one-line JSON message; debug is off (it answers with tracebacks);
+- errors: FastAPI's 422 echoes the request body, worker errors carry a class-name prefix and
+  unknown paths or models answer `{"detail": "Not Found"}`; all become a one-line JSON
+  `error`; debug is off (it answers with tracebacks);
 - batching: MLServer applies adaptive batching on a model's first load only; here it also
-  applies after a promotion, and requests that fill a batch on their own skip it;
+  applies after a promotion, and requests that fill a batch on their own skip it, as do
+  lone 1-D tensors (the batcher would merge several one-row tensors into one long row);
 - metrics: without worker processes MLServer's /metrics leaves out its own registry;
 - the event loop: uvloop and uvicorn's httptools parser, as `mlserver start` would have them.
 """
@@ -16,15 +18,19 @@ import asyncio
 
 import prometheus_client
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from mlserver import MLServer
 from mlserver import metrics as mlserver_metrics
 from mlserver.batching import load_batching
+from mlserver.errors import ModelNotFound
 from mlserver.parallel.errors import WorkerError
 from mlserver.rest.errors import _EXCEPTION_HANDLERS
 from mlserver.rest.responses import Response
 from mlserver.settings import Settings as ServerSettings
 from mlserver.utils import install_uvloop_event_loop
 
+from mlflow_lab.services.model_api import http_errors
 from mlflow_lab.services.model_api.config import ApiConfig
 from mlflow_lab.services.model_api.follower import Follower
 
@@ -34,6 +40,10 @@ async def _validation_error(request, exc: RequestValidationError) -> Response:
     problems = "; ".join(f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', '')}"
                          for error in exc.errors()[:3])
     return Response(status_code=422, content={"error": f"invalid request: {problems}"})
+
+
+async def _model_not_found(request, exc: ModelNotFound) -> JSONResponse:
+    return http_errors.error_response(request, 404, exc)
 
 
 async def _worker_error(request, exc: WorkerError) -> Response:
@@ -57,7 +67,10 @@ async def _batch_small_requests(model):
     async def predict(payload):
         first = payload.inputs[0] if payload.inputs else None
         rows = first.shape[0] if first is not None and first.shape else 0
-        return await (direct if rows >= rows_per_batch else batched)(payload)
+        # A lone 1-D tensor may be one row of a (-1, n) tensor model (the runtime fits it);
+        # the batcher would concatenate several of them into one long row, so it goes direct.
+        one_row_tensor = len(payload.inputs) == 1 and len(first.shape) == 1
+        return await (direct if rows >= rows_per_batch or one_row_tensor else batched)(payload)
 
     model.predict = predict
     return model
@@ -88,7 +101,8 @@ def server_settings(config: ApiConfig) -> ServerSettings:
 
 async def serve(config: ApiConfig) -> None:
     # Read when MLServer builds its app; the most specific exception class wins.
-    _EXCEPTION_HANDLERS.update({RequestValidationError: _validation_error, WorkerError: _worker_error})
+    _EXCEPTION_HANDLERS.update({RequestValidationError: _validation_error, WorkerError: _worker_error,
+                                ModelNotFound: _model_not_found, HTTPException: http_errors.http_exception})
     if config.workers == 0:
         # Without workers MLServer's /metrics serves only prometheus_client's default registry,
         # leaving out its own per-model metrics (batch_request_queue and custom ones).

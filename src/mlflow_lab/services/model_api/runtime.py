@@ -5,6 +5,10 @@ What it adds to the stock runtime (measured on MLServer 1.7.1 / mlserver-mlflow 
   malformed JSON on /invocations and schema errors on V2 infer with a 500 and a Python
   traceback, and its schema errors echo the caller's data;
 - extra columns and empty batches are refused (pyfunc silently drops extra columns);
+- V2 tensors are fitted to a tensor signature where nothing can be lost (`fit_tensors`): a
+  1-D tensor is one row of a (-1, n) input, and a narrower type is widened (FP32 to
+  float64, as the KServe tutorial's request sends for a model trained on a float64 array);
+  a wrong length or a narrowing/lossy cast is still refused;
 - `/models/<name>/invocations` per model: the stock `/invocations` route is global, so
   with two models only one of them could be reached; the route answers with the version
   that finished loading last, so a promotion never sends it to one still loading;
@@ -18,11 +22,13 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pandas as pd
 from fastapi import Depends, Header, Response
 from mlserver.errors import InferenceError
 from mlserver.handlers.custom import CustomHandler, register_custom_handler
-from mlserver.types import InferenceRequest, InferenceResponse
+from mlserver.codecs.numpy import to_datatype, to_dtype
+from mlserver.types import InferenceRequest, InferenceResponse, RequestInput
 from mlserver_mlflow import MLflowRuntime
 from mlserver_mlflow.runtime import _get_raw_body
 
@@ -52,6 +58,37 @@ class _CheckedModel:
             if extra:
                 raise InferenceError(f"unexpected column(s) {', '.join(extra)}; the model takes {', '.join(sorted(self._columns))}")
         return self._model.predict(data, params=params)
+
+
+def _widens(actual: np.dtype, expected: np.dtype) -> bool:
+    """A cast that loses nothing: within a kind to a larger type, or an integer into a strictly
+    larger float (int32 -> float64, not int64 -> float64, as MLflow's own schema rules have it)."""
+    if not np.can_cast(actual, expected, casting="safe"):
+        return False
+    return actual.kind == expected.kind or actual.itemsize < expected.itemsize
+
+
+def _fit_tensor(tensor: RequestInput, spec) -> RequestInput:
+    shape, expected = list(tensor.shape), np.dtype(spec.type)
+    wanted = list(spec.shape or ())
+    if len(wanted) == len(shape) + 1 and wanted[0] == -1 and all(w in (-1, s) for w, s in zip(wanted[1:], shape)):
+        shape = [1, *shape]  # one row
+    datatype = tensor.datatype
+    if tensor.datatype != "BYTES" and _widens(to_dtype(tensor), expected):
+        datatype = to_datatype(expected).value  # decoded straight from the request's numbers, no float32 round trip
+    return tensor.model_copy(update={"shape": shape, "datatype": datatype})
+
+
+def fit_tensors(payload: InferenceRequest, schema) -> InferenceRequest:
+    """The request fitted to a tensor signature (see the module's docstring); other requests unchanged."""
+    if schema is None or not schema.is_tensor_spec():
+        return payload
+    specs = {spec.name: spec for spec in schema.inputs}
+    if len(specs) == 1 and len(payload.inputs) == 1:  # one unnamed or differently named tensor
+        [spec] = specs.values()
+        return payload.model_copy(update={"inputs": [_fit_tensor(payload.inputs[0], spec)]})
+    inputs = [_fit_tensor(tensor, specs[tensor.name]) if tensor.name in specs else tensor for tensor in payload.inputs]
+    return payload.model_copy(update={"inputs": inputs})
 
 
 class LabMLflowRuntime(MLflowRuntime):
@@ -86,6 +123,7 @@ class LabMLflowRuntime(MLflowRuntime):
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         try:
+            payload = fit_tensors(payload, self._model.metadata.get_input_schema())
             response = await super().predict(payload)
         except Exception as exc:  # noqa: BLE001
             raise InferenceError(short_reason(exc)) from None
