@@ -9,7 +9,7 @@ import sys
 from bench import model_api, scoring, startup, tracking
 from bench.stacks import bench_stack
 
-STACK_BENCHMARKS = {"tracking": tracking.run, "model_api": model_api.run}   # need a running lab: they share one throwaway stack
+STACK_BENCHMARKS = {"tracking": tracking.run, "model_api": model_api.run}  # need a running lab: they share one throwaway stack
 LOCAL_BENCHMARKS = {"scoring": scoring.run, "startup": startup.run}  # start what they need
 
 
@@ -17,8 +17,9 @@ def main(names: list[str]) -> None:
     chosen = names or [*STACK_BENCHMARKS, *LOCAL_BENCHMARKS]
     unknown = set(chosen) - set(STACK_BENCHMARKS) - set(LOCAL_BENCHMARKS)
     if unknown:
-        raise SystemExit(f"unknown benchmark(s): {', '.join(sorted(unknown))}; "
-                         f"choose from {', '.join([*STACK_BENCHMARKS, *LOCAL_BENCHMARKS])}")
+        raise SystemExit(
+            f"unknown benchmark(s): {', '.join(sorted(unknown))}; choose from {', '.join([*STACK_BENCHMARKS, *LOCAL_BENCHMARKS])}"
+        )
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     for name in chosen:
         if name in LOCAL_BENCHMARKS:

@@ -37,12 +37,15 @@ TUNABLES = ("MODEL_API_WORKERS", "MODEL_API_MAX_BATCH_SIZE", "MODEL_API_MAX_BATC
 def _config(workers, batch_size, batch_time) -> tuple[str, dict[str, str]]:
     """(label, settings overrides) of one MLServer configuration."""
     batching = f" batch {batch_size}/{float(batch_time) * 1000:g}ms" if int(batch_size) > 1 else ""
-    return f"mlserver w{workers}{batching}", dict(zip(TUNABLES, map(str, (workers, batch_size, batch_time))))
+    return f"mlserver w{workers}{batching}", dict(zip(TUNABLES, map(str, (workers, batch_size, batch_time)), strict=True))
 
 
 DEFAULT = _config(*(parse_env_file(ENV_EXAMPLE)[name] for name in TUNABLES))  # the lab's defaults
-CONFIGS = list(dict([_config(0, 1, 0), _config(1, 1, 0), DEFAULT, _config(0, 64, 0.003),
-                     _config(1, 16, 0.001), _config(1, 64, 0.003)]).items())
+CONFIGS = list(
+    dict(
+        [_config(0, 1, 0), _config(1, 1, 0), DEFAULT, _config(0, 64, 0.003), _config(1, 16, 0.001), _config(1, 64, 0.003)]
+    ).items()
+)
 
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")
@@ -54,16 +57,23 @@ def _load(url: str, body: bytes, auth: tuple[str, str], connections: int, second
     with tempfile.NamedTemporaryFile(suffix=".json") as file:
         file.write(body)
         file.flush()
-        env = {**os.environ, "BODY": file.name,
-               "AUTH": "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()}
+        env = {**os.environ, "BODY": file.name, "AUTH": "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()}
         for duration in (1, seconds):
-            done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
-                                   "-s", str(WRK_SCRIPT), url], env=env, capture_output=True, text=True)
+            done = subprocess.run(
+                ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", str(WRK_SCRIPT), url],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             if done.returncode != 0 or "RESULT " not in done.stdout:
                 raise RuntimeError(f"wrk failed: {done.stderr or done.stdout}")
     fields = dict(item.split("=") for item in done.stdout.split("RESULT ", 1)[1].split())
-    return {"rps": int(fields["requests"]) / float(fields["seconds"]), "p50_ms": float(fields["p50_ms"]),
-            "p99_ms": float(fields["p99_ms"]), "errors": int(fields["non2xx"]) + int(fields["socket_errors"])}
+    return {
+        "rps": int(fields["requests"]) / float(fields["seconds"]),
+        "p50_ms": float(fields["p50_ms"]),
+        "p99_ms": float(fields["p99_ms"]),
+        "errors": int(fields["non2xx"]) + int(fields["socket_errors"]),
+    }
 
 
 def _measure(base: str, auth, bodies: dict, v2: bool) -> dict:
@@ -77,9 +87,12 @@ def _measure(base: str, auth, bodies: dict, v2: bool) -> dict:
 
 
 def _bodies(frame) -> dict:
-    return {"split": json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode(),
-            "v2": json.dumps({"inputs": [{"name": c, "shape": [len(frame)], "datatype": "FP64", "data": frame[c].tolist()}
-                                         for c in frame.columns]}).encode()}
+    return {
+        "split": json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode(),
+        "v2": json.dumps(
+            {"inputs": [{"name": c, "shape": [len(frame)], "datatype": "FP64", "data": frame[c].tolist()} for c in frame.columns]}
+        ).encode(),
+    }
 
 
 @contextlib.contextmanager
@@ -138,12 +151,16 @@ def _predict_seconds(model, rows, rounds: int = 5, calls: int = 20) -> float:
 
 def _report(results: dict, in_process_rows_per_s: float) -> None:
     print(f"\n== model API through nginx, one-row requests ({SECONDS:.0f} s each) and 1,000-row batches ==")
-    print(f"{'server':34} {'1 conn req/s':>12} {'p50 ms':>7} {'64 conn req/s':>13} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'batch rows/s':>12} {'errors':>6}")
+    print(
+        f"{'server':34} {'1 conn req/s':>12} {'p50 ms':>7} {'64 conn req/s':>13} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'batch rows/s':>12} {'errors':>6}"
+    )
     for label, r in results.items():
-        print(f"{label:34} {r['c1']['rps']:12.0f} {r['c1']['p50_ms']:7.2f} {r['c64']['rps']:13.0f} "
-              f"{r['c64']['p50_ms']:7.1f} {r['c64']['p99_ms']:7.1f} {r['batch_rows_per_s']:12,.0f} "
-              f"{r['c1']['errors'] + r['c64']['errors'] + r['batch_errors']:6d}")
+        print(
+            f"{label:34} {r['c1']['rps']:12.0f} {r['c1']['p50_ms']:7.2f} {r['c64']['rps']:13.0f} "
+            f"{r['c64']['p50_ms']:7.1f} {r['c64']['p99_ms']:7.1f} {r['batch_rows_per_s']:12,.0f} "
+            f"{r['c1']['errors'] + r['c64']['errors'] + r['batch_errors']:6d}"
+        )
     print(f"in-process pyfunc.predict, 1,000 rows: {in_process_rows_per_s:,.0f} rows/s")
     label, overrides = DEFAULT
     lab_v2, lab_inv = results[f"{label} V2"], results[f"{label} /invocations"]
@@ -151,10 +168,16 @@ def _report(results: dict, in_process_rows_per_s: float) -> None:
     same = f"mlflow w{max(1, int(overrides['MODEL_API_WORKERS']))}"
     mlflow_same = results[f"{same} /invocations"]
     print(f"\nlab defaults ({label}) vs {same}:")
-    print(f"  64 conn throughput, V2: {lab_v2['c64']['rps'] / mlflow_same['c64']['rps']:.2f}x; /invocations: "
-          f"{lab_inv['c64']['rps'] / mlflow_same['c64']['rps']:.2f}x (target: at least 2x)")
+    print(
+        f"  64 conn throughput, V2: {lab_v2['c64']['rps'] / mlflow_same['c64']['rps']:.2f}x; /invocations: "
+        f"{lab_inv['c64']['rps'] / mlflow_same['c64']['rps']:.2f}x (target: at least 2x)"
+    )
     print(f"  64 conn p99, V2: {lab_v2['c64']['p99_ms']:.0f} ms (target: under 100 ms)")
-    print(f"  1 conn p50 ratio, V2: {lab_v2['c1']['p50_ms'] / mlflow_same['c1']['p50_ms']:.2f}; /invocations: "
-          f"{lab_inv['c1']['p50_ms'] / mlflow_same['c1']['p50_ms']:.2f} (target: at most 1.2)")
-    print(f"  1,000-row batches vs in-process: V2 {lab_v2['batch_rows_per_s'] / in_process_rows_per_s:.0%}, "
-          f"/invocations {lab_inv['batch_rows_per_s'] / in_process_rows_per_s:.0%} (target: at least 50%)")
+    print(
+        f"  1 conn p50 ratio, V2: {lab_v2['c1']['p50_ms'] / mlflow_same['c1']['p50_ms']:.2f}; /invocations: "
+        f"{lab_inv['c1']['p50_ms'] / mlflow_same['c1']['p50_ms']:.2f} (target: at most 1.2)"
+    )
+    print(
+        f"  1,000-row batches vs in-process: V2 {lab_v2['batch_rows_per_s'] / in_process_rows_per_s:.0%}, "
+        f"/invocations {lab_inv['batch_rows_per_s'] / in_process_rows_per_s:.0%} (target: at least 50%)"
+    )

@@ -60,7 +60,7 @@ def write_input(path: Path, rows: int, seed: int = 0) -> None:
 @dataclass(frozen=True)
 class Measured:
     pipeline_s: float  # read + predict + write, as the process reports it
-    wall_s: float      # the whole process: imports, model load, pipeline
+    wall_s: float  # the whole process: imports, model load, pipeline
     peak_mb: float
 
 
@@ -92,10 +92,11 @@ def run(rows: int = 1_000_000, large_rows: int = 10_000_000) -> dict[str, float]
 
     print("\n== batch scoring, wine model (read CSV, predict, write CSV) ==")
     for label, count, m in (("naive pandas", rows, naive), ("lab job", rows, job), ("lab job", large_rows, big)):
-        print(f"{label:12} {count:>10,} rows: pipeline {m.pipeline_s:6.2f} s ({count / m.pipeline_s:>9,.0f} rows/s)"
-              f"  process {m.wall_s:6.2f} s  peak RSS {m.peak_mb:5.0f} MB")
+        print(
+            f"{label:12} {count:>10,} rows: pipeline {m.pipeline_s:6.2f} s ({count / m.pipeline_s:>9,.0f} rows/s)"
+            f"  process {m.wall_s:6.2f} s  peak RSS {m.peak_mb:5.0f} MB"
+        )
     speedup, memory_growth = naive.pipeline_s / job.pipeline_s, big.peak_mb / job.peak_mb
-    print(f"speed-up vs naive: pipeline {speedup:.2f}x (target: at least 4x), "
-          f"whole process {naive.wall_s / job.wall_s:.2f}x")
+    print(f"speed-up vs naive: pipeline {speedup:.2f}x (target: at least 4x), whole process {naive.wall_s / job.wall_s:.2f}x")
     print(f"peak RSS, {large_rows // rows}x the rows: {memory_growth:.3f}x (target: at most 1.20x)")
     return {"speedup": speedup, "process_speedup": naive.wall_s / job.wall_s, "memory_growth": memory_growth}

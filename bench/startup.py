@@ -7,6 +7,7 @@ The base images (real or stand-in) and the host wheelhouse are prepared before t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -33,10 +34,8 @@ def _lab(env: dict[str, str], *args: str) -> float:
 def _pss_kib(pid: int) -> int:
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     total = sum(_pss_kib(int(child)) for child in children)
-    try:
-        total += next(int(line.split()[1]) for line in open(f"/proc/{pid}/smaps_rollup") if line.startswith("Pss:"))
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/smaps_rollup") as rollup:
+        total += sum(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
     return total
 
 
@@ -54,15 +53,16 @@ def _compose(folder: Path) -> tuple[float, float, dict[str, float]]:
         _lab(env, "down")
         warm = _lab(env, "up")
         time.sleep(IDLE_SECONDS)
-        stats = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}"],
-                               capture_output=True, text=True, check=True).stdout
+        stats = subprocess.run(
+            ["docker", "stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}"], capture_output=True, text=True, check=True
+        ).stdout
         project = settings["COMPOSE_PROJECT_NAME"]
         memory = {}
         for line in stats.splitlines():
             name, usage = line.split("\t")
             if name.startswith(project):
                 value, unit = usage.split(" / ")[0][:-3], usage.split(" / ")[0][-3:]
-                memory[name[len(project) + 1:].rsplit("-", 1)[0]] = float(value) * {"MiB": 1, "GiB": 1024, "KiB": 1 / 1024}[unit]
+                memory[name[len(project) + 1 :].rsplit("-", 1)[0]] = float(value) * {"MiB": 1, "GiB": 1024, "KiB": 1 / 1024}[unit]
     finally:
         _lab(env, "clean", "--force")
     return cold, warm, memory
@@ -78,10 +78,16 @@ def _native(folder: Path) -> tuple[float, float, dict[str, float]]:
         _lab(env, "down")
         warm = _lab(env, "up")
         time.sleep(IDLE_SECONDS)
-        status = subprocess.run([str(Path(sys.executable).parent / "supervisorctl"), "-c", str(state / "supervisord.conf"),
-                                 "status"], capture_output=True, text=True).stdout
-        memory = {line.split()[0]: _pss_kib(int(line.split("pid ")[1].split(",")[0])) / 1024
-                  for line in status.splitlines() if "pid " in line}
+        status = subprocess.run(
+            [str(Path(sys.executable).parent / "supervisorctl"), "-c", str(state / "supervisord.conf"), "status"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        memory = {
+            line.split()[0]: _pss_kib(int(line.split("pid ")[1].split(",")[0])) / 1024
+            for line in status.splitlines()
+            if "pid " in line
+        }
     finally:
         _lab(env, "clean", "--force")
     return cold, warm, memory
@@ -97,7 +103,8 @@ def run(runners: tuple[str, ...] = ("compose", "native")) -> None:
             shutil.rmtree(folder, ignore_errors=True)
         kind = "docker stats" if runner == "compose" else "PSS"
         print(f"\n== make up, {runner} runner ==")
-        print(f"cold `lab up`    : {cold:6.0f} s  ({'images built from the base images' if runner == 'compose' else 'new state: initdb, schema, bucket'})")
+        what = "images built from the base images" if runner == "compose" else "new state: initdb, schema, bucket"
+        print(f"cold `lab up`    : {cold:6.0f} s  ({what})")
         print(f"warm `lab up`    : {warm:6.0f} s  (after `lab down`, nothing changed)")
         print(f"idle memory ({kind}, after {IDLE_SECONDS} s):")
         for service, mib in sorted(memory.items()):

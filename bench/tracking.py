@@ -29,8 +29,9 @@ def _throughput(url: str, auth, run_id: str) -> float:
         step = 0
         while time.monotonic() < stop:
             step += 1
-            metrics = [{"key": f"m{i}", "value": i * 0.5, "timestamp": 0, "step": step * 1000 + slot}
-                       for i in range(METRICS_PER_CALL)]
+            metrics = [
+                {"key": f"m{i}", "value": i * 0.5, "timestamp": 0, "step": step * 1000 + slot} for i in range(METRICS_PER_CALL)
+            ]
             response = session.post(f"{url}/api/2.0/mlflow/runs/log-batch", json={"run_id": run_id, "metrics": metrics})
             response.raise_for_status()
             calls[slot] += 1
@@ -52,8 +53,9 @@ def run(lab: BenchStack) -> dict[str, float]:
     session = requests.Session()
     session.auth = proxied[1]
     experiment = session.post(f"{proxied[0]}/api/2.0/mlflow/experiments/create", json={"name": "bench-log-batch"}).json()
-    run_id = session.post(f"{proxied[0]}/api/2.0/mlflow/runs/create",
-                          json={"experiment_id": experiment["experiment_id"]}).json()["run"]["info"]["run_id"]
+    run_id = session.post(f"{proxied[0]}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment["experiment_id"]}).json()[
+        "run"
+    ]["info"]["run_id"]
 
     # Warm-up: the server's first calls pay for lazy imports and new DB connections.
     _throughput(*direct, run_id)
@@ -64,8 +66,10 @@ def run(lab: BenchStack) -> dict[str, float]:
         results["nginx"].append(_throughput(*proxied, run_id))
     direct_rate, nginx_rate = statistics.median(results["direct"]), statistics.median(results["nginx"])
     ratio = nginx_rate / direct_rate
-    print(f"\n== tracking server log_batch ({METRICS_PER_CALL} metrics/call, {CLIENTS} clients, "
-          f"{ROUNDS} alternating rounds of {SECONDS_PER_ROUND:.0f} s, median) ==")
+    print(
+        f"\n== tracking server log_batch ({METRICS_PER_CALL} metrics/call, {CLIENTS} clients, "
+        f"{ROUNDS} alternating rounds of {SECONDS_PER_ROUND:.0f} s, median) =="
+    )
     print(f"direct to MLflow : {direct_rate:7.1f} calls/s  (rounds: {', '.join(f'{r:.1f}' for r in results['direct'])})")
     print(f"through nginx    : {nginx_rate:7.1f} calls/s  (rounds: {', '.join(f'{r:.1f}' for r in results['nginx'])})")
     print(f"nginx/direct     : {ratio:.3f}  (proxy cost {100 * (1 - ratio):+.1f}%; target: at most 5%)")

@@ -22,11 +22,11 @@ import psycopg2
 import pytest
 import requests
 
-from mlflow_lab.cli import docker_engine_answers
 from mlflow_lab.compose import ComposeStack
 from mlflow_lab.errors import LabError
 from mlflow_lab.native.ephemeral import ephemeral_stack
 from mlflow_lab.native.runner import NativeStack
+from mlflow_lab.runners import docker_engine_answers
 from mlflow_lab.settings import REPO_ROOT, Settings
 from mlflow_lab.storage import s3_client
 
@@ -53,8 +53,7 @@ class Lab:
 
     def client_env(self) -> dict[str, str]:
         """What `eval "$(make -s env)"` exports for this stack."""
-        return {"MLFLOW_TRACKING_URI": self.url, "MLFLOW_TRACKING_USERNAME": self.user,
-                "MLFLOW_TRACKING_PASSWORD": self.password}
+        return {"MLFLOW_TRACKING_URI": self.url, "MLFLOW_TRACKING_USERNAME": self.user, "MLFLOW_TRACKING_PASSWORD": self.password}
 
     # --- the stack's internals, for checks a user cannot make through nginx -----------
     def require_internals(self) -> NativeStack | ComposeStack:
@@ -85,8 +84,9 @@ class Lab:
     def postgres(self):
         host, port = self.address("postgres", "POSTGRES_PORT")
         s = self.settings
-        return psycopg2.connect(host=host, port=port, user=s["POSTGRES_USER"], password=s["POSTGRES_PASSWORD"],
-                                dbname=s["POSTGRES_DB"])
+        return psycopg2.connect(
+            host=host, port=port, user=s["POSTGRES_USER"], password=s["POSTGRES_PASSWORD"], dbname=s["POSTGRES_DB"]
+        )
 
     def restart(self, *services: str) -> None:
         stack = self.require_internals()
@@ -105,8 +105,7 @@ def _native(request):
     # Logs of a failed session stay on disk; pytest_terminal_summary prints their tails.
     with ephemeral_stack(keep_state=lambda: request.session.testsfailed > 0) as stack:
         s = stack.settings
-        env = {**os.environ, **s.as_env(), "LAB_RUNNER": "native", "LAB_STATE_DIR": str(stack.state),
-               "LAB_ENV_FILE": os.devnull}
+        env = {**os.environ, **s.as_env(), "LAB_RUNNER": "native", "LAB_STATE_DIR": str(stack.state), "LAB_ENV_FILE": os.devnull}
         yield Lab(s.tracking_uri("127.0.0.1"), s["LAB_USER"], s["LAB_PASSWORD"], "native", s, stack, env)
 
 

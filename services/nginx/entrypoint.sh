@@ -13,11 +13,12 @@ if [ "${LAB_ENV:-lab}" != lab ] && [ "${#LAB_PASSWORD}" -lt 16 ]; then
     echo "nginx: LAB_PASSWORD is shorter than 16 characters (LAB_ENV=$LAB_ENV): set a random value in .env" >&2
     exit 1
 fi
-: "${NGINX_LISTEN:=8080}"
-: "${NGINX_STATUS_PORT:=8081}"
-: "${NGINX_GRPC_LISTEN:=8082}"
-: "${LAB_MAX_BODY_SIZE:=10g}"
-: "${MODEL_API_MAX_BODY_SIZE:=5m}"
+# Settings have their defaults in .env.example only; both runners pass every one (compose.yaml).
+: "${NGINX_LISTEN:?NGINX_LISTEN is not set (address:port or port of the HTTP listener)}"
+: "${NGINX_GRPC_LISTEN:?NGINX_GRPC_LISTEN is not set (address:port or port of the gRPC listener)}"
+: "${NGINX_STATUS_PORT:?NGINX_STATUS_PORT is not set: add it to .env (see .env.example)}"
+: "${LAB_MAX_BODY_SIZE:?LAB_MAX_BODY_SIZE is not set: add it to .env (see .env.example)}"
+: "${MODEL_API_MAX_BODY_SIZE:?MODEL_API_MAX_BODY_SIZE is not set: add it to .env (see .env.example)}"
 : "${NGINX_RUNTIME_DIR:=/tmp/nginx}"
 # Where nginx looks up the model API per request (Compose: Docker's DNS). Unused when the
 # upstreams are IP addresses, as under the native runner.

@@ -17,6 +17,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+from mlflow_lab import jobs
 from mlflow_lab.errors import LabError
 from mlflow_lab.settings import ENV_FILE, REPO_ROOT, Settings
 
@@ -24,6 +25,8 @@ from mlflow_lab.settings import ENV_FILE, REPO_ROOT, Settings
 MIN_COMPOSE = (2, 20)
 LOCK_FILE = REPO_ROOT / "requirements.lock"
 WHEELHOUSE = REPO_ROOT / "services" / "mlflow" / "wheelhouse"  # mounted by the image build
+# Jobs that have a Compose service (profile `jobs`); the others only write local files.
+COMPOSE_JOBS = ("train", "promote", "score")
 
 
 def _version(text: str) -> tuple[int, ...] | None:
@@ -44,9 +47,11 @@ def find_compose() -> list[str]:
         if version:
             found.append(f"{' '.join(command)} {'.'.join(map(str, version))}")
     need = ".".join(map(str, MIN_COMPOSE))
-    raise LabError(f"the lab needs Docker Compose v{need} or newer, found {' and '.join(found) or 'none'}: "
-                   "install Docker's compose plugin (package docker-compose-plugin) or Docker Desktop, "
-                   "or run natively with LAB_RUNNER=native.")
+    raise LabError(
+        f"the lab needs Docker Compose v{need} or newer, found {' and '.join(found) or 'none'}: "
+        "install Docker's compose plugin (package docker-compose-plugin) or Docker Desktop, "
+        "or run natively with LAB_RUNNER=native."
+    )
 
 
 def active_profiles(settings: Settings) -> set[str]:
@@ -71,15 +76,17 @@ def ensure_base_images(settings: Settings) -> None:
         pulled = subprocess.run(["docker", "pull", "--quiet", image], capture_output=True, text=True)
         if pulled.returncode != 0:
             reason = (pulled.stderr.strip().splitlines() or ["no reason given"])[-1]
-            raise LabError(f"the base image {image} is not in the Docker engine and cannot be pulled ({reason}): "
-                           f"set {name} in .env to an image your registry mirror serves, or `docker load` it.")
+            raise LabError(
+                f"the base image {image} is not in the Docker engine and cannot be pulled ({reason}): "
+                f"set {name} in .env to an image your registry mirror serves, or `docker load` it."
+            )
 
 
 def fill_wheelhouse(settings: Settings) -> None:
     """With LAB_BUILD_OFFLINE=true: wheels for the Python image, built on the host from
     requirements.lock (plus pyproject.toml's build backend), for builders whose containers
     cannot reach a package index."""
-    if settings.get("LAB_BUILD_OFFLINE", "false") != "true":
+    if settings["LAB_BUILD_OFFLINE"] != "true":
         return
     backend = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
     stamp, wanted = WHEELHOUSE / ".lock-sha256", hashlib.sha256(LOCK_FILE.read_bytes() + str(backend).encode()).hexdigest()
@@ -87,8 +94,11 @@ def fill_wheelhouse(settings: Settings) -> None:
         return
     print(f"building wheels from {LOCK_FILE.name} into {WHEELHOUSE.relative_to(REPO_ROOT)} (first time: a few minutes)")
     for requirements in (["-r", str(LOCK_FILE)], backend):
-        result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(WHEELHOUSE),
-                                 *requirements], capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(WHEELHOUSE), *requirements],
+            capture_output=True,
+            text=True,
+        )
         if result.returncode != 0:
             raise LabError(f"building wheels into {WHEELHOUSE} failed: {result.stderr.strip().splitlines()[-1:]}")
     stamp.write_text(wanted)
@@ -108,9 +118,14 @@ def port_taken(address: str, port: int) -> bool:
 class ComposeStack:
     """`docker compose` for this checkout, with the lab's .env (COMPOSE_FILE may add files)."""
 
+    name = "compose"
+
     def __init__(self, settings: Settings, env_file: Path = ENV_FILE):
         self.settings = settings
         self.env_file = env_file
+
+    def describe(self, reason: str) -> str:
+        return f"runner: Compose ({reason})"
 
     def command(self, *args: str) -> list[str]:
         return [*find_compose(), "--env-file", str(self.env_file), *args]
@@ -149,13 +164,13 @@ class ComposeStack:
         address = self.settings["LAB_BIND_ADDRESS"]
         for name in ("LAB_HTTP_PORT", "LAB_GRPC_PORT"):
             if port_taken(address, self.settings.int(name)):
-                raise LabError(f"port {self.settings[name]} on {address} is already taken: "
-                               f"set {name} in .env to a free port.")
+                raise LabError(f"port {self.settings[name]} on {address} is already taken: set {name} in .env to a free port.")
 
     def unhealthy(self) -> list[str]:
         """Services whose container is not running and healthy (one-shot init: not exited 0)."""
-        listing = self.run("ps", "--all", "--format", "{{.Service}}\t{{.State}}\t{{.Health}}\t{{.ExitCode}}",
-                           capture=True, check=False).stdout
+        listing = self.run(
+            "ps", "--all", "--format", "{{.Service}}\t{{.State}}\t{{.Health}}\t{{.ExitCode}}", capture=True, check=False
+        ).stdout
         failed = []
         for line in listing.splitlines():
             service, state, health, code = (line.split("\t") + ["", "", ""])[:4]
@@ -166,23 +181,30 @@ class ComposeStack:
 
     def down(self, volumes: bool = False, check: bool = True) -> None:
         # Every profile, so that job containers and profile services stop too.
-        self.run("--profile", "*", "down", "--remove-orphans", *(["--volumes"] if volumes else []),
-                 capture=not check, check=check)
+        self.run(
+            "--profile", "*", "down", "--remove-orphans", *(["--volumes"] if volumes else []), capture=not check, check=check
+        )
 
-    def status(self) -> bool:
+    def clean(self) -> None:
+        self.down(volumes=True)
+
+    def show_status(self) -> bool:
         self.run("ps", "--all")
         return not self.unhealthy() and bool(self.containers())
 
     def log_tail(self, service: str, lines: int = 30) -> str:
         return self.run("logs", "--no-color", "--tail", str(lines), service, capture=True, check=False).stdout.rstrip()
 
-    def logs(self, service: str, lines: int) -> None:
+    def show_logs(self, service: str, lines: int) -> None:
         self.run("logs", "--tail", str(lines), *([service] if service else []))
 
     def run_job(self, name: str, args: list[str]) -> int:
+        if name not in COMPOSE_JOBS:
+            return jobs.run_here(self.settings, name, args)
         # The host user owns the files a job writes under ./data.
-        return self.run(*self.with_profiles("jobs"), "run", "--rm", "--user", f"{os.getuid()}:{os.getgid()}", name,
-                        *args, check=False).returncode
+        return self.run(
+            *self.with_profiles("jobs"), "run", "--rm", "--user", f"{os.getuid()}:{os.getgid()}", name, *args, check=False
+        ).returncode
 
     def address(self, service: str, port: int) -> tuple[str, int]:
         """Where a port of a service is published on the host (tests publish internals this way)."""

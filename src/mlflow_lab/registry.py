@@ -38,6 +38,14 @@ class ModelRef:
         return f"models:/{self.name}/{self.version}"
 
 
+def resolve_registered(uri: str, client: MlflowClient | None = None) -> ModelRef:
+    """Like `resolve`, for a URI that must name a registered model."""
+    ref = resolve(uri, client)
+    if ref is None:
+        raise LabError(f"{uri!r} is not a registered model's URI (models:/<name>/<stage|version> or models:/<name>@<alias>).")
+    return ref
+
+
 def resolve(uri: str, client: MlflowClient | None = None) -> ModelRef | None:
     """The version a `models:/` URI points at now; None for other URIs (runs:/, paths, s3://)."""
     match = _MODELS_URI.match(uri)

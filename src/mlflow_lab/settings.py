@@ -150,13 +150,13 @@ class Settings(Mapping[str, str]):
 
     @property
     def is_lab(self) -> bool:
-        return self.get("LAB_ENV", "lab") == "lab"
+        return self["LAB_ENV"] == "lab"
 
     def validate(self, required=REQUIRED_VARS, passwords=PASSWORD_VARS) -> None:
         """Refuse to start on a missing value, or a weak password outside lab mode."""
         for key in required:
             self[key]
-        if self.is_lab:
+        if not passwords or self.is_lab:
             return
         for key in passwords:
             value = self.get(key)
@@ -170,7 +170,7 @@ class Settings(Mapping[str, str]):
     @property
     def postgres_address(self) -> tuple[str, str]:
         """host, port of PostgreSQL as the services reach it (Compose: the `postgres` service)."""
-        return self.get("POSTGRES_HOST", "postgres"), self.get("POSTGRES_PORT", "5432")
+        return self["POSTGRES_HOST"], self["POSTGRES_PORT"]
 
     def backend_store_uri(self) -> str:
         """The database URI without the password, which goes by backend_store_env(): a command
@@ -187,3 +187,11 @@ class Settings(Mapping[str, str]):
 
     def tracking_uri(self, host: str = "localhost") -> str:
         return f"http://{host}:{self['LAB_HTTP_PORT']}"
+
+    def client_env(self) -> dict[str, str]:
+        """What an MLflow client on this machine needs to reach the lab (`eval "$(make -s env)"`)."""
+        return {
+            "MLFLOW_TRACKING_URI": self.tracking_uri(),
+            "MLFLOW_TRACKING_USERNAME": self["LAB_USER"],
+            "MLFLOW_TRACKING_PASSWORD": self["LAB_PASSWORD"],
+        }

@@ -52,13 +52,19 @@ def write_test_env_file(folder: Path) -> tuple[Path, Settings]:
 
 def cli_environment(env_file: Path) -> dict[str, str]:
     """What `make up` and friends need to drive this test stack (the tests' compose files)."""
-    return {**os.environ, **install_compose_plugin(), "LAB_RUNNER": "compose", "LAB_ENV_FILE": str(env_file),
-            "COMPOSE_FILE": os.pathsep.join([str(REPO_ROOT / "compose.yaml"), str(INTERNALS)])}
+    return {
+        **os.environ,
+        **install_compose_plugin(),
+        "LAB_RUNNER": "compose",
+        "LAB_ENV_FILE": str(env_file),
+        "COMPOSE_FILE": os.pathsep.join([str(REPO_ROOT / "compose.yaml"), str(INTERNALS)]),
+    }
 
 
 def lab_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(Path(sys.executable).parent / "lab"), *args], env=env, cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=1800)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "lab"), *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800
+    )
     if check and result.returncode != 0:
         raise RuntimeError(f"`lab {' '.join(args)}` failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result

@@ -63,6 +63,6 @@ def test_ui_origin_may_write(lab):
     """The UI's own POSTs carry an Origin header: MLflow's CORS check must accept it."""
     origin = lab.url.replace("127.0.0.1", "localhost")
     response = lab.session().post(
-        lab.url + "/ajax-api/2.0/mlflow/experiments/search", json={"max_results": 1},
-        headers={"Origin": origin}, timeout=10)
+        lab.url + "/ajax-api/2.0/mlflow/experiments/search", json={"max_results": 1}, headers={"Origin": origin}, timeout=10
+    )
     assert response.status_code == 200, response.text

@@ -9,6 +9,7 @@ import os
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -38,7 +39,12 @@ def containers(compose: ComposeStack) -> dict[str, dict]:
 def test_only_nginx_publishes_ports(lab, compose):
     product = subprocess.run(
         [*compose.command("-f", str(REPO_ROOT / "compose.yaml"), "config", "--format", "json")],
-        capture_output=True, text=True, check=True, cwd=REPO_ROOT, env={**os.environ, "COMPOSE_FILE": ""})
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "COMPOSE_FILE": ""},
+    )
     services = json.loads(product.stdout)["services"]
     assert {name for name, svc in services.items() if svc.get("ports")} == {"nginx"}
     # The running stack: nginx's two ports, plus what the tests' own override publishes on loopback.
@@ -46,8 +52,10 @@ def test_only_nginx_publishes_ports(lab, compose):
     for service, container in containers(compose).items():
         published = {port: bindings for port, bindings in (container["NetworkSettings"]["Ports"] or {}).items() if bindings}
         if service == "nginx":
-            assert {b["HostPort"] for bindings in published.values() for b in bindings} == \
-                {lab.settings["LAB_HTTP_PORT"], lab.settings["LAB_GRPC_PORT"]}
+            assert {b["HostPort"] for bindings in published.values() for b in bindings} == {
+                lab.settings["LAB_HTTP_PORT"],
+                lab.settings["LAB_GRPC_PORT"],
+            }
         elif published:
             assert service in test_only, f"{service} publishes {published}"
             assert all(b["HostIp"] == "127.0.0.1" for bindings in published.values() for b in bindings)
@@ -56,8 +64,9 @@ def test_only_nginx_publishes_ports(lab, compose):
 def test_every_container_runs_as_a_non_root_user(compose):
     for service, container in containers(compose).items():
         assert container["Config"]["User"] not in ("", "0", "root", "0:0"), f"{service} runs as root"
-        uid = subprocess.run([*compose.command("exec", "-T", service, "id", "-u")], capture_output=True, text=True,
-                             cwd=REPO_ROOT, check=True).stdout.strip()
+        uid = subprocess.run(
+            [*compose.command("exec", "-T", service, "id", "-u")], capture_output=True, text=True, cwd=REPO_ROOT, check=True
+        ).stdout.strip()
         assert uid != "0", f"{service}'s processes run as root"
 
 
@@ -88,12 +97,13 @@ def _still_there(mlflow_client, tmp_path, name: str, run_id: str, digest: str) -
     assert mlflow_client.get_run(run_id).data.metrics == {"loss": 0.25}
     assert [v.version for v in mlflow_client.search_model_versions(f"name='{name}'")] == ["1"]
     downloaded = mlflow_client.download_artifacts(run_id, "payload.bin", str(tmp_path / f"dl-{uuid.uuid4().hex}"))
-    assert _sha256(open(downloaded, "rb").read()) == digest
+    assert _sha256(Path(downloaded).read_bytes()) == digest
 
 
 def _image_id(image: str) -> str:
-    return subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", image], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Id}}", image], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_down_then_up_keeps_everything_rebuilds_nothing_and_passes_init_again(lab, compose, mlflow_client, tmp_path):
@@ -138,8 +148,11 @@ def test_model_api_down_leaves_tracking_up_and_answers_json_503(lab, compose):
     try:
         session = lab.session()
         assert session.get(lab.url + SEARCH, timeout=10).status_code == 200
-        for method, path in (("post", "/models/wine-quality/invocations"), ("post", "/v2/models/wine-quality/infer"),
-                             ("get", "/v2/health/ready")):
+        for method, path in (
+            ("post", "/models/wine-quality/invocations"),
+            ("post", "/v2/models/wine-quality/infer"),
+            ("get", "/v2/health/ready"),
+        ):
             response = session.request(method, lab.url + path, json={}, timeout=10)
             assert response.status_code == 503, (path, response.text)
             assert "model API is not available" in response.json()["error"] and len(response.text) < 200

@@ -80,10 +80,12 @@ def test_promotion_gate_stage_alias_and_idempotence(lab, trained):
 
 def promote_cli(lab, *args: str) -> subprocess.CompletedProcess:
     """`lab-job promote ...`, as `make promote` runs it natively."""
-    return subprocess.run([sys.executable, "-m", "mlflow_lab.jobs", "promote", *args, "--tracking-uri", lab.url],
-                          capture_output=True, text=True,
-                          env={"MLFLOW_TRACKING_USERNAME": lab.user, "MLFLOW_TRACKING_PASSWORD": lab.password,
-                               "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-m", "mlflow_lab.jobs", "promote", *args, "--tracking-uri", lab.url],
+        capture_output=True,
+        text=True,
+        env={"MLFLOW_TRACKING_USERNAME": lab.user, "MLFLOW_TRACKING_PASSWORD": lab.password, "PATH": "/usr/bin:/bin"},
+    )
 
 
 def register_without_metrics(name: str) -> str:
@@ -125,7 +127,8 @@ def test_a_version_without_the_metric_is_refused_in_one_sentence_unless_forced(l
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         f"{name} v{plain}: unchanged (refused: version {plain} has no metric test_rmse on its run; --force promotes it anyway)",
-        f"{other} v1: promoted (no version in Production yet)"]
+        f"{other} v1: promoted (no version in Production yet)",
+    ]
     assert client.get_registered_model(other).aliases == {"champion": "1"}
 
     forced = promote_cli(lab, name, "--force")
@@ -144,15 +147,13 @@ def test_force_overrides_the_gate(lab, trained):
     forced = promote_job.promote(client, name, "1", "test_rmse", force=True)
     assert forced.promoted and forced.reason.startswith("forced")
     assert client.get_registered_model(name).aliases == {"champion": "1"}
-    assert mlflow.pyfunc.load_model(f"models:/{name}/Production").metadata.run_id == \
-        client.get_model_version(name, "1").run_id
+    assert mlflow.pyfunc.load_model(f"models:/{name}/Production").metadata.run_id == client.get_model_version(name, "1").run_id
 
 
 def readme_mlflow_commands() -> list[str]:
     """The `mlflow ...` lines of the README, as a user would paste them."""
     text = (REPO_ROOT / "README.md").read_text()
-    return [line.split("  #")[0].strip() for line in text.splitlines()
-            if line.startswith(("mlflow run ", "mlflow models "))]
+    return [line.split("  #")[0].strip() for line in text.splitlines() if line.startswith(("mlflow run ", "mlflow models "))]
 
 
 def test_readme_mlflow_commands_cover_every_entry_point_and_work_as_written(lab, mlflow_client):
@@ -170,12 +171,10 @@ def test_readme_mlflow_commands_cover_every_entry_point_and_work_as_written(lab,
     if sample in made:
         sample_input.write("wine-quality", sample, rows=50)
     before = {name: len(mlflow_client.search_model_versions(f"name='{name}'")) for name in ("wine-quality", "psystock")}
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"),
-           **lab.client_env()}
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), **lab.client_env()}
     try:
         for command in commands:
-            result = subprocess.run(shlex.split(command), capture_output=True, text=True, env=env, cwd=REPO_ROOT,
-                                    timeout=600)
+            result = subprocess.run(shlex.split(command), capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600)
             assert result.returncode == 0, f"{command}\n{result.stderr[-2000:]}"
         assert commands[-1].startswith("mlflow models predict")
         assert len(json.loads(result.stdout.strip().splitlines()[-1])["predictions"]) == len(pd.read_csv(sample))
@@ -190,8 +189,13 @@ def test_readme_mlflow_commands_cover_every_entry_point_and_work_as_written(lab,
     [psystock] = [v for v in after["psystock"] if int(v.version) == before["psystock"] + 1]
     assert mlflow_client.get_run(psystock.run_id).data.params["n_estimators"] == "300"
     # The scoring run is a child of the run `mlflow run` made, in its experiment.
-    [scoring] = mlflow.search_runs(search_all_experiments=True, output_format="list", max_results=1,
-                                   filter_string="attributes.run_name = 'batch_scoring'", order_by=["start_time DESC"])
+    [scoring] = mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        max_results=1,
+        filter_string="attributes.run_name = 'batch_scoring'",
+        order_by=["start_time DESC"],
+    )
     parent = mlflow_client.get_run(scoring.data.tags["mlflow.parentRunId"])
     assert parent.data.tags["mlflow.project.entryPoint"] == "score"
     assert scoring.info.experiment_id == parent.info.experiment_id

@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from mlserver.grpc import converters
-from mlserver.grpc import dataplane_pb2_grpc
+from mlserver.grpc import converters, dataplane_pb2_grpc
 from mlserver.types import InferenceRequest
 
 from mlflow_lab.jobs import promote, sample_input, train_psystock, train_wine
@@ -52,8 +51,17 @@ def served(lab, mlflow_client):
 
 def v2_body(frame: pd.DataFrame) -> dict:
     datatypes = {"float64": "FP64", "int64": "INT64"}
-    return {"inputs": [{"name": column, "shape": [len(frame)], "datatype": datatypes[str(frame[column].dtype)],
-                        "data": frame[column].tolist()} for column in frame.columns]}
+    return {
+        "inputs": [
+            {
+                "name": column,
+                "shape": [len(frame)],
+                "datatype": datatypes[str(frame[column].dtype)],
+                "data": frame[column].tolist(),
+            }
+            for column in frame.columns
+        ]
+    }
 
 
 def in_process(name: str, version: str, frame: pd.DataFrame) -> np.ndarray:
@@ -83,8 +91,7 @@ def test_v2_and_invocations_formats_match_in_process_predict(lab, served, name):
         response = session.post(url, json=body)
         assert response.status_code == 200, (form, response.text)
         assert response.headers["X-Model-Version"] == "1"
-        np.testing.assert_allclose(np.asarray(response.json()["predictions"], dtype="float64"), expected,
-                                   rtol=1e-6, err_msg=form)
+        np.testing.assert_allclose(np.asarray(response.json()["predictions"], dtype="float64"), expected, rtol=1e-6, err_msg=form)
     csv = session.post(url, data=frame.to_csv(index=False), headers={"Content-Type": "text/csv"})
     assert csv.status_code == 200, csv.text
     np.testing.assert_allclose(np.asarray(csv.json()["predictions"], dtype="float64"), expected, rtol=1e-6)
@@ -99,8 +106,7 @@ def test_metadata_shows_the_served_version(lab, served):
 def test_grpc_infer_through_nginx_with_credentials(lab, served):
     lab.require_internals()  # the gRPC port is the stack's second published nginx port
     frame = sample_input.build(WINE, rows=4, seed=9)
-    request = converters.ModelInferRequestConverter.from_types(InferenceRequest.model_validate(v2_body(frame)),
-                                                               model_name=WINE)
+    request = converters.ModelInferRequestConverter.from_types(InferenceRequest.model_validate(v2_body(frame)), model_name=WINE)
     token = base64.b64encode(f"{lab.user}:{lab.password}".encode()).decode()
     with grpc.insecure_channel(f"127.0.0.1:{lab.settings['LAB_GRPC_PORT']}") as channel:
         stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
@@ -110,8 +116,7 @@ def test_grpc_infer_through_nginx_with_credentials(lab, served):
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     response = converters.ModelInferResponseConverter.to_types(reply)
     assert response.model_version == "1"
-    np.testing.assert_allclose(np.asarray(response.outputs[0].data, dtype="float64"), in_process(WINE, "1", frame),
-                               rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(response.outputs[0].data, dtype="float64"), in_process(WINE, "1", frame), rtol=1e-6)
 
 
 def test_credentials_required_except_health_and_readiness(lab, served):
@@ -144,8 +149,12 @@ def _split(frame: pd.DataFrame) -> dict:
 
 BAD_REQUESTS = {
     # case: (path, body (dict -> JSON, str -> raw), content type, expected status)
-    "malformed JSON, invocations": (f"/models/{WINE}/invocations", '{"dataframe_split": {"columns": [' + str(MARKER),
-                                    "application/json", 400),
+    "malformed JSON, invocations": (
+        f"/models/{WINE}/invocations",
+        '{"dataframe_split": {"columns": [' + str(MARKER),
+        "application/json",
+        400,
+    ),
     "malformed JSON, V2": (f"/v2/models/{WINE}/infer", '{"inputs": [' + str(MARKER), "application/json", 422),
     "wrong content type, invocations": (f"/models/{WINE}/invocations", json.dumps(_split(_wine_rows())), "text/plain", 400),
     "wrong content type, V2": (f"/v2/models/{WINE}/infer", json.dumps(v2_body(_wine_rows())), "text/plain", 422),
@@ -153,11 +162,18 @@ BAD_REQUESTS = {
     "missing column, V2": (f"/v2/models/{WINE}/infer", v2_body(_wine_rows().drop(columns="proline")), "application/json", 400),
     "extra column": (f"/models/{WINE}/invocations", _split(_wine_rows().assign(colour=1.0)), "application/json", 400),
     "extra column, V2": (f"/v2/models/{WINE}/infer", v2_body(_wine_rows().assign(colour=1.0)), "application/json", 400),
-    "wrong dtype": (f"/models/{WINE}/invocations",
-                    _split(_wine_rows().astype({"ash": object}).assign(ash=["low", "mid", "high"])), "application/json", 400),
-    "NaN in an integer column": (f"/models/{STOCK}/invocations",
-                                 _split(sample_input.build(STOCK, 3, 1).astype("float64").assign(move_1=[np.nan, 1.0, MARKER])),
-                                 "application/json", 400),
+    "wrong dtype": (
+        f"/models/{WINE}/invocations",
+        _split(_wine_rows().astype({"ash": object}).assign(ash=["low", "mid", "high"])),
+        "application/json",
+        400,
+    ),
+    "NaN in an integer column": (
+        f"/models/{STOCK}/invocations",
+        _split(sample_input.build(STOCK, 3, 1).astype("float64").assign(move_1=[np.nan, 1.0, MARKER])),
+        "application/json",
+        400,
+    ),
     "empty batch": (f"/models/{WINE}/invocations", _split(_wine_rows().head(0)), "application/json", 400),
     "empty batch, V2": (f"/v2/models/{WINE}/infer", v2_body(_wine_rows().head(0)), "application/json", 400),
     "unknown model, V2": ("/v2/models/no-such-model/infer", v2_body(_wine_rows()), "application/json", 404),
@@ -182,12 +198,15 @@ def test_bad_request_gets_short_json_error_and_the_server_keeps_serving(lab, ser
     assert good.status_code == 200, good.text
 
 
-@pytest.mark.parametrize("method, path, expected", [
-    ("POST", "/models/no-such-model/invocations", "no model 'no-such-model' is served here"),
-    ("POST", "/v2/models/no-such-model/infer", "no model 'no-such-model' is served here"),
-    ("GET", "/v2/models/no-such-model", "no model 'no-such-model' is served here"),
-    ("GET", "/v2/no-such-path", "no such path: /v2/no-such-path"),
-])
+@pytest.mark.parametrize(
+    "method, path, expected",
+    [
+        ("POST", "/models/no-such-model/invocations", "no model 'no-such-model' is served here"),
+        ("POST", "/v2/models/no-such-model/infer", "no model 'no-such-model' is served here"),
+        ("GET", "/v2/models/no-such-model", "no model 'no-such-model' is served here"),
+        ("GET", "/v2/no-such-path", "no such path: /v2/no-such-path"),
+    ],
+)
 def test_every_404_of_the_model_api_is_the_labs_json_error(lab, served, method, path, expected):
     body = v2_body(_wine_rows()) if path.startswith("/v2/") else _split(_wine_rows())
     response = lab.session().request(method, f"{lab.url}{path}", json=body)
@@ -210,8 +229,10 @@ def test_promotion_is_followed_without_a_failed_request(lab, served):
     """Clients keep sending, in both protocols, while version 2 is promoted: none fails, version 2
     answers within the bound, and V2 requests are still batched afterwards."""
     frame = sample_input.build(WINE, 2, 0)
-    targets = {"invocations": (f"{lab.url}/models/{WINE}/invocations", _split(frame)),
-               "V2": (f"{lab.url}/v2/models/{WINE}/infer", v2_body(frame))}
+    targets = {
+        "invocations": (f"{lab.url}/models/{WINE}/invocations", _split(frame)),
+        "V2": (f"{lab.url}/v2/models/{WINE}/infer", v2_body(frame)),
+    }
     seen, failures, stop = [], [], threading.Event()
 
     def client(protocol: str) -> None:
@@ -243,8 +264,9 @@ def test_promotion_is_followed_without_a_failed_request(lab, served):
     for protocol in targets:
         switched = [t for t, p, version in seen if p == protocol and version == "2"]
         assert switched, f"{protocol}: version 2 was not served within {FOLLOW_BOUND_S} s"
-        assert all(version == "2" for t, p, version in seen if p == protocol and t > switched[0] + 1), \
+        assert all(version == "2" for t, p, version in seen if p == protocol and t > switched[0] + 1), (
             f"{protocol}: answers went back to version 1"
+        )
 
     rows_per_batch = lab.require_internals().settings.int("MODEL_API_MAX_BATCH_SIZE")
     assert rows_per_batch > 1, "the lab's defaults batch V2 requests"
@@ -283,8 +305,9 @@ def test_model_server_mlflow_serves_the_same_predictions(lab, served):
         response = requests.post(f"{base}/models/{WINE}/invocations", json=_split(frame), timeout=30)
         assert response.status_code == 200, response.text
         served_version = response.headers["X-Model-Version"]
-        np.testing.assert_allclose(np.asarray(response.json()["predictions"], dtype="float64"),
-                                   in_process(WINE, served_version, frame), rtol=1e-9)
+        np.testing.assert_allclose(
+            np.asarray(response.json()["predictions"], dtype="float64"), in_process(WINE, served_version, frame), rtol=1e-9
+        )
         through_mlserver = lab.session().post(f"{lab.url}/models/{WINE}/invocations", json=_split(frame))
         assert through_mlserver.headers["X-Model-Version"] == served_version
         np.testing.assert_allclose(through_mlserver.json()["predictions"], response.json()["predictions"], rtol=1e-9)
@@ -322,13 +345,14 @@ def test_the_kserve_tutorials_v2_request_is_accepted_and_wrong_tensors_still_ref
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda i: session.post(url, json=tensor(features[i], [13], "FP32")), range(8)))
         assert [a.status_code for a in answers] == [200] * 8
-        np.testing.assert_allclose([a.json()["outputs"][0]["data"][0] for a in answers], model.predict(features[:8]),
-                                   rtol=1e-12)
+        np.testing.assert_allclose([a.json()["outputs"][0]["data"][0] for a in answers], model.predict(features[:8]), rtol=1e-12)
         two_rows = session.post(url, json=tensor(features[:2], [2, 13], "FP64"))
         np.testing.assert_allclose(two_rows.json()["outputs"][0]["data"], model.predict(features[:2]), rtol=1e-12)
-        for wrong, reason in ((tensor(features[0][:12], [12], "FP64"), "Shape of input"),
-                              (tensor(features[0].round(), [1, 13], "INT64"), "dtype of input int64"),
-                              (tensor(features[:2], [26], "FP32"), "Shape of input")):
+        for wrong, reason in (
+            (tensor(features[0][:12], [12], "FP64"), "Shape of input"),
+            (tensor(features[0].round(), [1, 13], "INT64"), "dtype of input int64"),
+            (tensor(features[:2], [26], "FP32"), "Shape of input"),
+        ):
             refused = session.post(url, json=wrong)
             assert refused.status_code == 400 and reason in refused.json()["error"], refused.text
     finally:

@@ -39,8 +39,7 @@ def test_log_model_after_metrics_and_registering_twice_log_no_database_errors_an
     for _ in range(2):  # the second registration finds the registered model already there
         with mlflow.start_run() as run:
             mlflow.log_metrics({"test_rmse": 0.5, "test_r2": 0.75})
-            info = mlflow.sklearn.log_model(LinearRegression().fit(features, target), name="model",
-                                            registered_model_name=name)
+            info = mlflow.sklearn.log_model(LinearRegression().fit(features, target), name="model", registered_model_name=name)
     assert len(mlflow_client.search_model_versions(f"name='{name}'")) == 2
     history = mlflow_client.get_metric_history(run.info.run_id, "test_rmse")
     assert [(m.value, m.step) for m in history] == [(0.5, 0)]  # logged once, nothing doubled
@@ -48,8 +47,14 @@ def test_log_model_after_metrics_and_registering_twice_log_no_database_errors_an
 
     with pytest.raises(psycopg2.OperationalError):  # a real problem: must still be logged
         host, port = lab.address("postgres", "POSTGRES_PORT")
-        psycopg2.connect(host=host, port=port, user=lab.settings["POSTGRES_USER"], password="wrong",
-                         dbname=lab.settings["POSTGRES_DB"], connect_timeout=5)
+        psycopg2.connect(
+            host=host,
+            port=port,
+            user=lab.settings["POSTGRES_USER"],
+            password="wrong",
+            dbname=lab.settings["POSTGRES_DB"],
+            connect_timeout=5,
+        )
     deadline = time.monotonic() + 10
     while "password authentication failed" not in (log := lab.log_tail("postgres", 400)):
         assert time.monotonic() < deadline, log[-2000:]

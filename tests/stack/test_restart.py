@@ -1,6 +1,7 @@
 """Nothing logged is lost when the tracking server and PostgreSQL restart."""
 
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -21,4 +22,4 @@ def test_data_survives_restart(lab, mlflow_client, tmp_path):
     assert run.data.metrics == {"accuracy": 0.93}
     assert mlflow_client.get_experiment(experiment_id).name.startswith("test-restart-")
     path = mlflow_client.download_artifacts(run_id, "notes.txt", str(tmp_path / "dl"))
-    assert open(path).read() == "kept across restarts\n"
+    assert Path(path).read_text() == "kept across restarts\n"

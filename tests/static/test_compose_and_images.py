@@ -19,15 +19,17 @@ def compose() -> dict:
 
 
 def test_compose_matches_the_compose_specification():
-    result = subprocess.run([BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec",
-                             REPO_ROOT / "compose.yaml"], capture_output=True, text=True)
+    result = subprocess.run(
+        [BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", REPO_ROOT / "compose.yaml"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_dockerfile_lints_clean(dockerfile):
-    result = subprocess.run([BIN / "hadolint", "--failure-threshold", "info", dockerfile],
-                            capture_output=True, text=True)
+    result = subprocess.run([BIN / "hadolint", "--failure-threshold", "info", dockerfile], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -53,8 +55,11 @@ def test_image_settings_are_pinned_debian_bookworm_images(name):
 def test_only_nginx_is_published():
     services = compose()["services"]
     assert [name for name, svc in services.items() if svc.get("ports")] == ["nginx"]
-    assert all(":" in image and not image.endswith(":latest")
-               for svc in services.values() if (image := svc.get("image")) and "${" not in image)
+    assert all(
+        ":" in image and not image.endswith(":latest")
+        for svc in services.values()
+        if (image := svc.get("image")) and "${" not in image
+    )
 
 
 def test_init_gates_the_tracking_server():
@@ -69,7 +74,7 @@ def test_jobs_are_on_demand_and_go_through_nginx():
     services = compose()["services"]
     jobs = {name: svc for name, svc in services.items() if "jobs" in svc.get("profiles", [])}
     assert set(jobs) == {"train", "promote", "score"}
-    for name, svc in jobs.items():
+    for svc in jobs.values():
         assert svc["environment"]["MLFLOW_TRACKING_URI"] == "http://nginx:8080"
         assert {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(svc["environment"])
         assert svc["depends_on"]["nginx"]["condition"] == "service_healthy"

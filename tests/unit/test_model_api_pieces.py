@@ -13,8 +13,10 @@ from mlflow_lab.settings import ENV_EXAMPLE, Settings, parse_env_file
 
 
 def test_schema_errors_keep_the_reason_and_drop_the_data():
-    exc = MlflowException("Failed to enforce schema of data '   alcohol\n0   987654.125' with schema "
-                          "'['alcohol': double (required)]'. Error: Model is missing inputs ['ash'].")
+    exc = MlflowException(
+        "Failed to enforce schema of data '   alcohol\n0   987654.125' with schema "
+        "'['alcohol': double (required)]'. Error: Model is missing inputs ['ash']."
+    )
     assert short_reason(exc) == "Model is missing inputs ['ash']."
 
 
@@ -37,10 +39,13 @@ def test_model_reference_is_a_stage_or_an_alias():
     assert config().models == ("wine-quality", "psystock")
 
 
-@pytest.mark.parametrize("overrides, words", [
-    ({"MODEL_API_WORKERS": "-1"}, r"MODEL_API_WORKERS must be 0 \(inference in the server process\) or more; got -1"),
-    ({"MODEL_API_MODELS": ""}, "MODEL_API_MODELS is empty"),
-])
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        ({"MODEL_API_WORKERS": "-1"}, r"MODEL_API_WORKERS must be 0 \(inference in the server process\) or more; got -1"),
+        ({"MODEL_API_MODELS": ""}, "MODEL_API_MODELS is empty"),
+    ],
+)
 def test_model_api_refuses_settings_it_cannot_honour(overrides, words):
     with pytest.raises(LabError, match=words):
         config(**overrides)
@@ -56,18 +61,25 @@ def tensor_schema(*specs):
 def request(*tensors):
     from mlserver.types import InferenceRequest
 
-    return InferenceRequest(inputs=[{"name": name, "shape": shape, "datatype": datatype, "data": [1.5] * count}
-                                    for name, shape, datatype, count in tensors])
+    return InferenceRequest(
+        inputs=[
+            {"name": name, "shape": shape, "datatype": datatype, "data": [1.5] * count}
+            for name, shape, datatype, count in tensors
+        ]
+    )
 
 
-@pytest.mark.parametrize("sent, fitted", [
-    (("input-0", [13], "FP32", 13), ([1, 13], "FP64")),   # the KServe tutorial: one row, widened
-    (("input-0", [2, 13], "FP64", 26), ([2, 13], "FP64")),  # already right
-    (("input-0", [13], "INT32", 13), ([1, 13], "FP64")),   # int32 fits exactly in float64
-    (("input-0", [13], "INT64", 13), ([1, 13], "INT64")),  # int64 -> float64 may lose digits: left to be refused
-    (("input-0", [12], "FP64", 12), ([12], "FP64")),       # wrong length: left to be refused
-    (("input-0", [13], "BYTES", 13), ([1, 13], "BYTES")),  # text: left to be refused
-])
+@pytest.mark.parametrize(
+    "sent, fitted",
+    [
+        (("input-0", [13], "FP32", 13), ([1, 13], "FP64")),  # the KServe tutorial: one row, widened
+        (("input-0", [2, 13], "FP64", 26), ([2, 13], "FP64")),  # already right
+        (("input-0", [13], "INT32", 13), ([1, 13], "FP64")),  # int32 fits exactly in float64
+        (("input-0", [13], "INT64", 13), ([1, 13], "INT64")),  # int64 -> float64 may lose digits: left to be refused
+        (("input-0", [12], "FP64", 12), ([12], "FP64")),  # wrong length: left to be refused
+        (("input-0", [13], "BYTES", 13), ([1, 13], "BYTES")),  # text: left to be refused
+    ],
+)
 def test_v2_tensors_are_fitted_to_a_tensor_signature_only_where_nothing_is_lost(sent, fitted):
     from mlflow_lab.services.model_api.runtime import fit_tensors
 

@@ -38,8 +38,13 @@ def test_missing_value_names_the_variable():
 
 @pytest.mark.parametrize("weak", ["changeme", "short"])
 def test_weak_password_refused_outside_lab(weak):
-    values = {**parse_env_file(ENV_EXAMPLE), "LAB_ENV": "production", "LAB_PASSWORD": "L" * 24,
-              "POSTGRES_PASSWORD": weak, "S3_SECRET_ACCESS_KEY": "S" * 24}
+    values = {
+        **parse_env_file(ENV_EXAMPLE),
+        "LAB_ENV": "production",
+        "LAB_PASSWORD": "L" * 24,
+        "POSTGRES_PASSWORD": weak,
+        "S3_SECRET_ACCESS_KEY": "S" * 24,
+    }
     with pytest.raises(LabError, match="POSTGRES_PASSWORD"):
         Settings(values).validate()
     Settings({**values, "LAB_ENV": "lab"}).validate()  # a lab accepts it
@@ -49,9 +54,12 @@ def test_cli_up_refuses_and_names_the_variable(tmp_path):
     env = tmp_path / ".env"
     ensure_env_file(env)
     env.write_text(env.read_text().replace("LAB_ENV=lab", "LAB_ENV=production") + "LAB_PASSWORD=admin\n")
-    result = subprocess.run([sys.executable, "-m", "mlflow_lab.cli", "up", "--runner", "native"],
-                            env={**os.environ, "LAB_ENV_FILE": str(env), "LAB_STATE_DIR": str(tmp_path / "state")},
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mlflow_lab.cli", "up", "--runner", "native"],
+        env={**os.environ, "LAB_ENV_FILE": str(env), "LAB_STATE_DIR": str(tmp_path / "state")},
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert "LAB_PASSWORD is a default or short password" in result.stderr
     assert "Traceback" not in result.stderr
@@ -59,10 +67,20 @@ def test_cli_up_refuses_and_names_the_variable(tmp_path):
 
 
 def test_nginx_entrypoint_refuses_short_password_outside_lab(tmp_path):
-    result = subprocess.run(["/bin/sh", str(REPO_ROOT / "services/nginx/entrypoint.sh")], capture_output=True, text=True,
-                            env={"PATH": os.environ["PATH"], "LAB_ENV": "production", "LAB_USER": "admin",
-                                 "LAB_PASSWORD": "admin", "LAB_SERVER_NAMES": "localhost",
-                                 "MLFLOW_UPSTREAM": "127.0.0.1:1", "MODEL_API_UPSTREAM": "127.0.0.1:2",
-                                 "MODEL_API_GRPC_UPSTREAM": "127.0.0.1:3",
-                                 "NGINX_RUNTIME_DIR": str(tmp_path)})
+    result = subprocess.run(
+        ["/bin/sh", str(REPO_ROOT / "services/nginx/entrypoint.sh")],
+        capture_output=True,
+        text=True,
+        env={
+            "PATH": os.environ["PATH"],
+            "LAB_ENV": "production",
+            "LAB_USER": "admin",
+            "LAB_PASSWORD": "admin",
+            "LAB_SERVER_NAMES": "localhost",
+            "MLFLOW_UPSTREAM": "127.0.0.1:1",
+            "MODEL_API_UPSTREAM": "127.0.0.1:2",
+            "MODEL_API_GRPC_UPSTREAM": "127.0.0.1:3",
+            "NGINX_RUNTIME_DIR": str(tmp_path),
+        },
+    )
     assert result.returncode == 1 and "LAB_PASSWORD" in result.stderr

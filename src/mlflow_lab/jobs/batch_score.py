@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import typer
 from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PyFuncModel
 from tqdm import tqdm
 
 from mlflow_lab import registry
@@ -69,7 +70,7 @@ def default_output(input_uri: str) -> Path:
     return folder / f"{name.stem}.predictions{name.suffix}"
 
 
-def load_model(model_uri: str) -> tuple[mlflow.pyfunc.PyFuncModel, str]:
+def load_model(model_uri: str) -> tuple[PyFuncModel, str]:
     """The model and the concrete URI it was loaded from (models:/ URIs pinned to a version)."""
     ref = registry.resolve(model_uri)
     concrete = ref.uri if ref else model_uri
@@ -92,8 +93,9 @@ def prediction_columns(model, features: pd.DataFrame, threshold: float) -> dict[
     return {"prediction": predicted.reshape(-1)}
 
 
-def score_file(model, source: Path, output: Path, keep: tuple[str, ...] = (), threshold: float = 0.5,
-               chunk_rows: int = 100_000) -> int:
+def score_file(
+    model, source: Path, output: Path, keep: tuple[str, ...] = (), threshold: float = 0.5, chunk_rows: int = 100_000
+) -> int:
     """Score `source` into `output`; returns the row count. `output` exists only if this succeeded."""
     columns = ModelColumns.from_schema(model.metadata.get_input_schema())
     partial = output.with_name(f".{output.name}.partial")
@@ -124,8 +126,15 @@ def score_file(model, source: Path, output: Path, keep: tuple[str, ...] = (), th
         partial.unlink(missing_ok=True)
 
 
-def score(model_uri: str, input_uri: str, output: Path | None = None, keep: tuple[str, ...] = (),
-          threshold: float = 0.5, chunk_rows: int = 100_000, log_run: bool = True) -> ScoreResult:
+def score(
+    model_uri: str,
+    input_uri: str,
+    output: Path | None = None,
+    keep: tuple[str, ...] = (),
+    threshold: float = 0.5,
+    chunk_rows: int = 100_000,
+    log_run: bool = True,
+) -> ScoreResult:
     model, concrete_uri = load_model(model_uri)
     output = output or default_output(input_uri)
     table_format(output)
@@ -141,27 +150,58 @@ def score(model_uri: str, input_uri: str, output: Path | None = None, keep: tupl
 def log_scoring_run(model_uri: str, concrete_uri: str, input_uri: str, output: Path, rows: int, seconds: float) -> str:
     name, _, version = concrete_uri.removeprefix("models:/").partition("/")
     with job_runs(EXPERIMENT) as start_run, start_run("batch_scoring") as run:
-        mlflow.log_params({"model_uri": model_uri, "model_name": name if version else "",
-                           "model_version": version, "input": input_uri, "output": output.name})
-        mlflow.log_metrics({"input_rows": rows, "output_rows": rows, "duration_s": seconds,
-                            "rows_per_s": rows / seconds if seconds else 0.0})
+        mlflow.log_params(
+            {
+                "model_uri": model_uri,
+                "model_name": name if version else "",
+                "model_version": version,
+                "input": input_uri,
+                "output": output.name,
+            }
+        )
+        mlflow.log_metrics(
+            {"input_rows": rows, "output_rows": rows, "duration_s": seconds, "rows_per_s": rows / seconds if seconds else 0.0}
+        )
         mlflow.log_artifact(str(output), "predictions")
     return run.info.run_id
 
 
 def main(
-    input_uri: Annotated[str, typer.Argument(metavar="INPUT", help="CSV or Parquet: a path, s3://, mlflow-artifacts:/ or runs:/ URI.")],
-    model_uri: Annotated[str, typer.Option("--model-uri", envvar="SCORE_MODEL_URI",
-                                           help="Model to use: models:/<name>/Production, models:/<name>@champion, runs:/..., a path.")] = "models:/wine-quality/Production",
-    output: Annotated[Path | None, typer.Option(help="Output file (.csv or .parquet); default: <input>.predictions.<ext> beside a local input, else in the current directory.")] = None,
-    keep: Annotated[list[str] | None, typer.Option(help="Input column that is not a model input but is copied to the output (e.g. an id); repeatable.")] = None,
-    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, envvar="SCORE_THRESHOLD", help="Classifiers: probability at or above which the decision is 1.")] = 0.5,
+    input_uri: Annotated[
+        str, typer.Argument(metavar="INPUT", help="CSV or Parquet: a path, s3://, mlflow-artifacts:/ or runs:/ URI.")
+    ],
+    model_uri: Annotated[
+        str,
+        typer.Option(
+            "--model-uri",
+            envvar="SCORE_MODEL_URI",
+            help="Model to use: models:/<name>/Production, models:/<name>@champion, runs:/..., a path.",
+        ),
+    ] = "models:/wine-quality/Production",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Output file (.csv or .parquet); default: <input>.predictions.<ext> beside a local input, "
+            "else in the current directory."
+        ),
+    ] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option(help="Input column that is not a model input but is copied to the output (e.g. an id); repeatable."),
+    ] = None,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, envvar="SCORE_THRESHOLD", help="Classifiers: probability at or above which the decision is 1."
+        ),
+    ] = 0.5,
     chunk_rows: Annotated[int, typer.Option(min=1, help="Rows per chunk (Parquet); CSV chunks are 1 MB of text.")] = 100_000,
     log_run: Annotated[bool, typer.Option(help="Log a batch_scoring run (counts, duration, output artifact).")] = True,
 ) -> None:
     """Score a file with a registered model and write the rows with their predictions."""
     result = score(model_uri, input_uri, output, tuple(keep or ()), threshold, chunk_rows, log_run)
-    typer.echo(f"scored {result.rows} rows with {result.model_uri} in {result.seconds:.2f} s "
-               f"({result.rows / max(result.seconds, 1e-9):,.0f} rows/s) -> {result.output}"
-               + (f"  (run {result.run_id})" if result.run_id else ""))
-
+    typer.echo(
+        f"scored {result.rows} rows with {result.model_uri} in {result.seconds:.2f} s "
+        f"({result.rows / max(result.seconds, 1e-9):,.0f} rows/s) -> {result.output}"
+        + (f"  (run {result.run_id})" if result.run_id else "")
+    )

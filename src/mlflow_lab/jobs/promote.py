@@ -53,8 +53,14 @@ def _metric(client: MlflowClient, model: str, version: str, metric: str) -> floa
         return None
 
 
-def _compare(metric: str, version: str, challenger: float | None, champion_version: str | None,
-             champion: float | None, higher_is_better: bool) -> tuple[bool | None, str]:
+def _compare(
+    metric: str,
+    version: str,
+    challenger: float | None,
+    champion_version: str | None,
+    champion: float | None,
+    higher_is_better: bool,
+) -> tuple[bool | None, str]:
     """(whether the challenger wins, why); None when the two cannot be compared."""
     if champion_version is None:
         return True, "no version in Production yet"
@@ -84,8 +90,14 @@ def current_production(client: MlflowClient, model: str) -> str | None:
     return versions[0].version if versions else None
 
 
-def promote(client: MlflowClient, model: str, version: str | None, metric: str | None = None,
-            higher_is_better: bool | None = None, force: bool = False) -> Decision:
+def promote(
+    client: MlflowClient,
+    model: str,
+    version: str | None,
+    metric: str | None = None,
+    higher_is_better: bool | None = None,
+    force: bool = False,
+) -> Decision:
     """Compare on `metric` (default: the model's declared promotion metric, else test_rmse)."""
     try:
         versions = [v.version for v in client.search_model_versions(f"name='{model}'")]
@@ -106,8 +118,9 @@ def promote(client: MlflowClient, model: str, version: str | None, metric: str |
     champion = current_production(client, model)
     challenger_value = _metric(client, model, version, metric)
     if champion == version:
-        return Decision(model, version, False, f"version {version} is already in {STAGE}",
-                        challenger_value, champion, challenger_value)
+        return Decision(
+            model, version, False, f"version {version} is already in {STAGE}", challenger_value, champion, challenger_value
+        )
     champion_value = _metric(client, model, champion, metric) if champion else None
     wins, why = _compare(metric, version, challenger_value, champion, champion_value, higher_is_better)
     promoted = bool(wins) or force
@@ -117,9 +130,18 @@ def promote(client: MlflowClient, model: str, version: str | None, metric: str |
         reason = f"forced: {why}"
     else:
         reason = f"refused: {why}" + ("; --force promotes it anyway" if wins is None else "")
-    tags = {"promotion.decision": "promoted" if promoted else "refused", "promotion.reason": reason,
-            "promotion.metric": metric, "promotion.challenger_value": "" if challenger_value is None else str(challenger_value),
-            "promotion.champion_version": champion or "", "promotion.champion_value": "" if champion_value is None else str(champion_value)}
+
+    def text(value: float | None) -> str:
+        return "" if value is None else str(value)
+
+    tags = {
+        "promotion.decision": "promoted" if promoted else "refused",
+        "promotion.reason": reason,
+        "promotion.metric": metric,
+        "promotion.challenger_value": text(challenger_value),
+        "promotion.champion_version": champion or "",
+        "promotion.champion_value": text(champion_value),
+    }
     for key, value in tags.items():
         client.set_model_version_tag(model, version, key, value)
     if promoted:
@@ -130,16 +152,28 @@ def promote(client: MlflowClient, model: str, version: str | None, metric: str |
 
 
 def main(
-    models: Annotated[list[str], typer.Argument(metavar="MODEL...", help="Registered model name(s), e.g. wine-quality psystock.")],
+    models: Annotated[
+        list[str], typer.Argument(metavar="MODEL...", help="Registered model name(s), e.g. wine-quality psystock.")
+    ],
     version: Annotated[str, typer.Option(help="Version to promote (one model only); the newest when omitted.")] = "",
-    metric: Annotated[str, typer.Option(envvar="PROMOTE_METRIC",
-                                        help="Run metric compared between versions; default: the one training declared "
-                                             "on the model (wine-quality: test_rmse, psystock: test_auc).")] = "",
-    higher_is_better: Annotated[bool | None, typer.Option("--higher-is-better/--lower-is-better",
-                                                          help="Which way the metric wins; default: as declared.")] = None,
+    metric: Annotated[
+        str,
+        typer.Option(
+            envvar="PROMOTE_METRIC",
+            help="Run metric compared between versions; default: the one training declared "
+            "on the model (wine-quality: test_rmse, psystock: test_auc).",
+        ),
+    ] = "",
+    higher_is_better: Annotated[
+        bool | None, typer.Option("--higher-is-better/--lower-is-better", help="Which way the metric wins; default: as declared.")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Promote even if the metric is not better or missing.")] = False,
-    strict: Annotated[bool, typer.Option(envvar="PROMOTE_STRICT",
-                                         help="Exit 2 if any challenger is refused (for CI gates); default: a refusal exits 0.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            envvar="PROMOTE_STRICT", help="Exit 2 if any challenger is refused (for CI gates); default: a refusal exits 0."
+        ),
+    ] = False,
     tracking_uri: Annotated[str, typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow server.")] = "",
 ) -> None:
     """Move each model's newest version (or --version) to Production and set @champion, if it beats the current one.

@@ -53,11 +53,23 @@ def log_plots(booster: xgb.Booster, y_test, probability) -> None:
     plt.close(figure)
 
 
-def train(experiment: str = MODEL_NAME, register_as: str = MODEL_NAME, days: int = 3000, seed: int = 7,
-          n_estimators: int = 200, max_depth: int = 3, learning_rate: float = 0.05) -> tuple[str, dict[str, float]]:
+def train(
+    experiment: str = MODEL_NAME,
+    register_as: str = MODEL_NAME,
+    days: int = 3000,
+    seed: int = 7,
+    n_estimators: int = 200,
+    max_depth: int = 3,
+    learning_rate: float = 0.05,
+) -> tuple[str, dict[str, float]]:
     x_train, x_test, y_train, y_test = load_data(days, seed)
-    params = {"n_estimators": n_estimators, "max_depth": max_depth, "learning_rate": learning_rate,
-              "objective": "binary:logistic", "random_state": seed}
+    params = {
+        "n_estimators": n_estimators,
+        "max_depth": max_depth,
+        "learning_rate": learning_rate,
+        "objective": "binary:logistic",
+        "random_state": seed,
+    }
     with job_runs(experiment) as start_run, start_run("xgboost") as run:
         mlflow.log_params({**params, "days": days, "data": "synthetic (seeded GARCH random walk)"})
         classifier = xgb.XGBClassifier(**params).fit(x_train, y_train)
@@ -71,9 +83,13 @@ def train(experiment: str = MODEL_NAME, register_as: str = MODEL_NAME, days: int
         booster = classifier.get_booster()
         log_plots(booster, y_test, probability)
         mlflow.xgboost.log_model(
-            booster, name="model", registered_model_name=register_as, model_format="ubj",
+            booster,
+            name="model",
+            registered_model_name=register_as,
+            model_format="ubj",
             signature=infer_signature(x_train, classifier.predict_proba(x_train)[:, 1]),
-            input_example=x_train.head(5), metadata={"task": CLASSIFIER_TASK},
+            input_example=x_train.head(5),
+            metadata={"task": CLASSIFIER_TASK},
         )
     declare_promotion_metric(mlflow.MlflowClient(), register_as, "test_auc", higher_is_better=True)
     return run.info.run_id, metrics
@@ -91,4 +107,3 @@ def main(
     """Train the psystock classifier on synthetic BTC/USD data and register a version."""
     run_id, metrics = train(experiment, register_as, days, seed, n_estimators, max_depth, learning_rate)
     typer.echo(f"xgboost run {run_id}  " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-

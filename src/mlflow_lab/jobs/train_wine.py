@@ -53,8 +53,11 @@ def evaluate_and_log(model, x_train, x_test, y_test, register_as: str) -> dict[s
     mlflow.log_figure(figure, "plots/predicted_vs_actual.png")
     plt.close(figure)
     mlflow.sklearn.log_model(
-        model, name="model", registered_model_name=register_as,
-        signature=infer_signature(x_train, model.predict(x_train)), input_example=x_train.head(5),
+        model,
+        name="model",
+        registered_model_name=register_as,
+        signature=infer_signature(x_train, model.predict(x_train)),
+        input_example=x_train.head(5),
     )
     return metrics
 
@@ -72,10 +75,15 @@ def train(experiment: str = MODEL_NAME, register_as: str = MODEL_NAME, n_iter: i
             search = RandomizedSearchCV(
                 ElasticNet(random_state=seed, max_iter=10_000),
                 {"alpha": loguniform(1e-4, 1.0), "l1_ratio": uniform(0, 1)},
-                n_iter=n_iter, cv=5, scoring="neg_mean_absolute_error", random_state=seed,
+                n_iter=n_iter,
+                cv=5,
+                scoring="neg_mean_absolute_error",
+                random_state=seed,
             ).fit(x_train, y_train)
             results["hyperparameter-tuning"] = (
-                run.info.run_id, evaluate_and_log(search.best_estimator_, x_train, x_test, y_test, register_as))
+                run.info.run_id,
+                evaluate_and_log(search.best_estimator_, x_train, x_test, y_test, register_as),
+            )
     mlflow.sklearn.autolog(disable=True)
     declare_promotion_metric(mlflow.MlflowClient(), register_as, "test_rmse", higher_is_better=False)
     return results
@@ -90,4 +98,3 @@ def main(
     """Train the wine-quality model twice (default params, tuned) and register both versions."""
     for name, (run_id, metrics) in train(experiment, register_as, n_iter, seed).items():
         typer.echo(f"{name:22} run {run_id}  " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-

@@ -53,10 +53,19 @@ def fresh_settings() -> Settings:
     pg, mlflow, http, grpc, status, api, api_grpc, api_metrics = free_ports(8)
     s3 = free_s3_port()
     values.update(
-        LAB_PASSWORD=new_secret(), POSTGRES_PASSWORD=new_secret(), S3_SECRET_ACCESS_KEY=new_secret(),
-        POSTGRES_PORT=str(pg), S3_PORT=str(s3), MLFLOW_PORT=str(mlflow), LAB_HTTP_PORT=str(http),
-        NGINX_STATUS_PORT=str(status), LAB_BIND_ADDRESS="127.0.0.1",
-        LAB_GRPC_PORT=str(grpc), MODEL_API_PORT=str(api), MODEL_API_GRPC_PORT=str(api_grpc), MODEL_API_METRICS_PORT=str(api_metrics),
+        LAB_PASSWORD=new_secret(),
+        POSTGRES_PASSWORD=new_secret(),
+        S3_SECRET_ACCESS_KEY=new_secret(),
+        POSTGRES_PORT=str(pg),
+        S3_PORT=str(s3),
+        MLFLOW_PORT=str(mlflow),
+        LAB_HTTP_PORT=str(http),
+        NGINX_STATUS_PORT=str(status),
+        LAB_BIND_ADDRESS="127.0.0.1",
+        LAB_GRPC_PORT=str(grpc),
+        MODEL_API_PORT=str(api),
+        MODEL_API_GRPC_PORT=str(api_grpc),
+        MODEL_API_METRICS_PORT=str(api_metrics),
     )
     return Settings(values)
 
@@ -72,9 +81,13 @@ def new_state_dir() -> Path:
 def extra_model_api(stack: NativeStack, overrides: dict[str, str], ready_url: str, timeout: float = 180):
     """One more model-api process with some settings changed (for comparisons in tests and
     benchmarks): started, waited for until `ready_url` answers 200, stopped with its workers."""
-    process = subprocess.Popen([sys.executable, "-m", "mlflow_lab.services.model_api"],
-                               env={**stack.service_env(), **overrides}, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow_lab.services.model_api"],
+        env={**stack.environment(stack.programs()["model-api"]), **overrides},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + timeout
         while not http_ok(ready_url):

@@ -14,6 +14,7 @@ BINARIES = {
     "pg_ctl": "postgresql",
     "nginx": "nginx-light",
     "envsubst": "gettext-base",
+    "curl": "curl",  # compose.yaml's health checks of s3 and nginx, run on the host
 }
 
 
@@ -21,8 +22,9 @@ def find(binary: str) -> str | None:
     """PATH first; Debian keeps PostgreSQL's server binaries in a versioned directory."""
     if path := shutil.which(binary):
         return path
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{binary}"),
-                        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    candidates = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{binary}"), key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0
+    )
     return candidates[-1] if candidates else None
 
 
@@ -43,8 +45,10 @@ def ensure_installed(binaries: dict[str, str] = BINARIES, needed_by: str = "the 
         return
     command = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise LabError(f"{needed_by} needs {', '.join(missing)}: run `sudo {' '.join(command)}` "
-                       "(or your system's equivalent), then try again.")
+        raise LabError(
+            f"{needed_by} needs {', '.join(missing)}: run `sudo {' '.join(command)}` "
+            "(or your system's equivalent), then try again."
+        )
     print(f"{needed_by}: installing {' '.join(missing)} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)

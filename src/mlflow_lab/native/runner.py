@@ -1,26 +1,30 @@
-"""The native runner: the same services as compose.yaml, as host processes under supervisord.
+"""The native runner: compose.yaml's services as host processes under supervisord.
 
-Order mirrors the Compose `depends_on` graph:
-postgres, s3 (healthy) -> init (completed) -> mlflow (healthy) -> model-api (live) -> nginx.
-All state lives under one directory; everything binds to loopback.
+What runs, with which environment, health check, start order and restart policy is read
+from compose.yaml (`declaration`); this module only says what differs on the host (the
+overlay below): service host names become 127.0.0.1, the stores and nginx run Debian's
+binaries instead of their images, and their files live under one state directory.
+Everything binds to loopback.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pwd
+import re
+import shlex
 import shutil
 import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlflow_lab import jobs
 from mlflow_lab.errors import LabError
-from mlflow_lab.native import ospackages
+from mlflow_lab.native import declaration, ospackages
 from mlflow_lab.settings import REPO_ROOT, Settings
 
 NGINX_DIR = REPO_ROOT / "services" / "nginx"
@@ -38,13 +42,26 @@ SEAWEEDFS_PORT_OFFSETS = {"master": 1, "volume": 2, "filer": 3}
 
 
 @dataclass(frozen=True)
-class Service:
-    """One supervised program and how to tell it is ready."""
+class Program:
+    """One service of compose.yaml as a host process."""
 
     name: str
-    command: str
-    ready: callable
+    argv: list[str]
+    env: dict[str, str]  # the service's own variables, on top of the runner's environment
+    health: list[str] | None  # Compose's healthcheck test, run on the host
+    depends_on: dict[str, str]
+    one_shot: bool
     user: str | None = None
+    stopsignal: str = "TERM"
+
+
+@dataclass(frozen=True)
+class HostDifference:
+    """What the overlay changes for one service: its command, variables, user, stop signal."""
+
+    argv: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    unprivileged: bool = False
     stopsignal: str = "TERM"
 
 
@@ -63,16 +80,22 @@ def http_ok(url: str) -> bool:
 
 
 class NativeStack:
-    def __init__(self, settings: Settings, state_dir: Path):
+    name = "native"
+
+    def __init__(self, settings: Settings, state_dir: Path, compose_file: Path = declaration.COMPOSE_FILE):
         self.settings = settings
+        self.compose_file = compose_file
         self.state = state_dir.resolve()
         self.logs = self.state / "logs"
         self.conf = self.state / "supervisord.conf"
         self.socket = self.state / "supervisor.sock"
         self.user = UNPRIVILEGED_USER if os.geteuid() == 0 else None
         # PostgreSQL's data, nginx's runtime files and copies of its entrypoint and template.
-        self.private = self.state if self.user is None or reachable_by_others(self.state) else \
-            UNPRIVILEGED_ROOT / hashlib.sha256(str(self.state).encode()).hexdigest()[:12]
+        self.private = (
+            self.state
+            if self.user is None or reachable_by_others(self.state)
+            else UNPRIVILEGED_ROOT / hashlib.sha256(str(self.state).encode()).hexdigest()[:12]
+        )
         self.nginx_conf = self.private / "nginx-conf"
 
     # --- what runs ------------------------------------------------------------
@@ -86,73 +109,147 @@ class NativeStack:
     def port(self, name: str) -> int:
         return self.settings.int(name)
 
-    def service_env(self) -> dict[str, str]:
-        """The settings as the services see them in this runner (loopback addresses)."""
-        s, state = self.settings, self.state
-        env = {**os.environ, **s.as_env()}
-        env.update(
-            HOME=str(state / "home"),
-            # The venv's tools (mlflow, weed) even when it is not activated.
-            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            POSTGRES_HOST="127.0.0.1",
-            MLFLOW_BIND_HOST="127.0.0.1",
-            MLFLOW_UPSTREAM=f"127.0.0.1:{s['MLFLOW_PORT']}",
-            NGINX_LISTEN=f"{s.get('LAB_BIND_ADDRESS', '127.0.0.1')}:{s['LAB_HTTP_PORT']}",
-            NGINX_STATUS_PORT=s.get("NGINX_STATUS_PORT", "8081"),
-            NGINX_RUNTIME_DIR=str(self.private / "nginx"),
-            NGINX_TEMPLATE=str(self.nginx_conf / "nginx.conf.template"),
-            NGINX_ACCESS_LOG=str(self.private / "nginx" / "access.log"),
-            S3_ENDPOINT_URL=f"http://127.0.0.1:{s['S3_PORT']}",
-            MODEL_API_TRACKING_URI=f"http://127.0.0.1:{s['MLFLOW_PORT']}",
-            MODEL_API_BIND_HOST="127.0.0.1",
-            MODEL_API_REPOSITORY=str(state / "model-api"),
-            MODEL_API_UPSTREAM=f"127.0.0.1:{s['MODEL_API_PORT']}",
-            MODEL_API_GRPC_UPSTREAM=f"127.0.0.1:{s['MODEL_API_GRPC_PORT']}",
-            NGINX_GRPC_LISTEN=f"{s.get('LAB_BIND_ADDRESS', '127.0.0.1')}:{s['LAB_GRPC_PORT']}",
-            PYTHONUNBUFFERED="1",
-        )
-        # The S3 server's admin identity: MinIO's names, and AWS_* for SeaweedFS's gateway.
-        env.update(MINIO_ROOT_USER=s["S3_ACCESS_KEY_ID"], MINIO_ROOT_PASSWORD=s["S3_SECRET_ACCESS_KEY"],
-                   AWS_ACCESS_KEY_ID=s["S3_ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=s["S3_SECRET_ACCESS_KEY"])
-        return env
-
-    def services(self) -> list[Service]:
-        s, state, py = self.settings, self.state, sys.executable
-        pg_port, s3_port = self.port("POSTGRES_PORT"), self.port("S3_PORT")
-        mlflow_port, status_port = self.port("MLFLOW_PORT"), int(s.get("NGINX_STATUS_PORT", "8081"))
-        api_port = self.port("MODEL_API_PORT")
-        pg_isready = ospackages.postgres_bin("pg_isready")
-        services = [
-            Service(
-                "postgres",
-                f"{ospackages.postgres_bin('postgres')} -D {self.private / 'postgres'} -p {pg_port} "
-                f"-c listen_addresses=127.0.0.1 -c unix_socket_directories=''",
-                lambda: subprocess.run([pg_isready, "-q", "-h", "127.0.0.1", "-p", str(pg_port)]).returncode == 0,
-                user=self.user, stopsignal="INT",  # SIGINT = PostgreSQL's fast shutdown
+    def overlay(self) -> dict[str, HostDifference]:
+        """What differs on the host, service by service; everything else is compose.yaml's."""
+        s, state, private = self.settings, self.state, self.private
+        bind = s["LAB_BIND_ADDRESS"]
+        s3_port = s["S3_PORT"]
+        seaweed_ports = [
+            f"-{name}.port{grpc}={int(s3_port) + offset + (10000 if grpc else 0)}"
+            for name, offset in SEAWEEDFS_PORT_OFFSETS.items()
+            for grpc in ("", ".grpc")
+        ]
+        return {
+            "postgres": HostDifference(
+                argv=[
+                    ospackages.postgres_bin("postgres"),
+                    "-D",
+                    str(private / "postgres"),
+                    "-p",
+                    s["POSTGRES_PORT"],
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "unix_socket_directories=",
+                ],
+                # compose.yaml's pg_isready then reaches it over TCP (there is no socket).
+                env={"PGHOST": "127.0.0.1", "PGPORT": s["POSTGRES_PORT"]},
+                unprivileged=True,
+                stopsignal="INT",  # SIGINT: PostgreSQL's fast shutdown
             ),
-        ]
-        if self.s3_mode == "minio":
-            services.append(Service(
-                "s3", f"minio server {state / 's3'} --address 127.0.0.1:{s3_port} --console-address 127.0.0.1:0",
-                lambda: http_ok(f"http://127.0.0.1:{s3_port}/minio/health/live")))
+            "s3": HostDifference(
+                argv=[
+                    str(Path(sys.executable).parent / "weed"),
+                    "-logtostderr=true",
+                    "server",
+                    f"-dir={state / 's3'}",
+                    "-ip=127.0.0.1",
+                    "-ip.bind=127.0.0.1",
+                    *seaweed_ports,
+                    "-volume.max=0",
+                    "-master.volumeSizeLimitMB=1024",
+                    "-s3",
+                    f"-s3.port={s3_port}",
+                    "-s3.port.iceberg=0",
+                    "-s3.port.lance=0",
+                ]
+            ),
+            "minio": HostDifference(
+                argv=[
+                    "minio",
+                    "server",
+                    str(state / "s3"),
+                    "--address",
+                    f"127.0.0.1:{s3_port}",
+                    "--console-address",
+                    "127.0.0.1:0",
+                ]
+            ),
+            "mlflow": HostDifference(env={"MLFLOW_BIND_HOST": "127.0.0.1"}),
+            "model-api": HostDifference(
+                env={"MODEL_API_BIND_HOST": "127.0.0.1", "MODEL_API_REPOSITORY": str(state / "model-api")}
+            ),
+            "nginx": HostDifference(
+                argv=["/bin/sh", str(self.nginx_conf / "entrypoint.sh")],
+                env={
+                    "NGINX_LISTEN": f"{bind}:{s['LAB_HTTP_PORT']}",
+                    "NGINX_GRPC_LISTEN": f"{bind}:{s['LAB_GRPC_PORT']}",
+                    "NGINX_RESOLVER": "127.0.0.1",  # upstreams are IP addresses here: nothing to look up
+                    "NGINX_RUNTIME_DIR": str(private / "nginx"),
+                    "NGINX_TEMPLATE": str(self.nginx_conf / "nginx.conf.template"),
+                    "NGINX_ACCESS_LOG": str(private / "nginx" / "access.log"),
+                },
+                unprivileged=True,
+                stopsignal="QUIT",
+            ),
+        }
+
+    def profiles(self) -> set[str]:
+        """The S3 server natively is LAB_NATIVE_S3's (Compose: the profile in COMPOSE_PROFILES)."""
+        return {self.s3_mode}
+
+    def programs(self) -> dict[str, Program]:
+        """compose.yaml's active services, each with the host's differences applied, in start order."""
+        declared = declaration.services(self.settings.as_env(), self.profiles(), self.compose_file)
+        overlay = self.overlay()
+        hosts = "|".join(re.escape(name) for name in declared)
+        # `mlflow:5001`, `http://mlflow:5001`, POSTGRES_HOST=postgres: every service is on loopback here.
+        address = re.compile(rf"(^|//)({hosts})(?=:\d)")
+        programs = {}
+        for name in declaration.start_order(declared):
+            svc, diff = declared[name], overlay.get(name, HostDifference())
+            env = {key: address.sub(r"\g<1>127.0.0.1", value) for key, value in svc.environment.items()}
+            env.update({key: "127.0.0.1" for key, value in env.items() if key.endswith("_HOST") and value in declared})
+            if "POSTGRES_PORT" in env:  # the container's port is always 5432; natively it is the setting
+                env["POSTGRES_PORT"] = self.settings["POSTGRES_PORT"]
+            env.update(diff.env)
+            argv = diff.argv or [sys.executable if svc.is_python else svc.command[0], *svc.command[1:]]
+            if not argv:
+                raise LabError(f"compose.yaml: service {name} has no command, and the native runner no overlay for it.")
+            programs[name] = Program(
+                name,
+                argv,
+                env,
+                svc.healthcheck,
+                svc.depends_on,
+                svc.one_shot,
+                self.user if diff.unprivileged else None,
+                diff.stopsignal,
+            )
+        return programs
+
+    def environment(self, program: Program) -> dict[str, str]:
+        """The whole environment a program starts with."""
+        return {
+            **os.environ,
+            "HOME": str(self.state / "home"),
+            # The venv's tools (mlflow, weed) even when it is not activated, and PostgreSQL's
+            # client tools (compose.yaml's health check runs pg_isready).
+            "PATH": os.pathsep.join(
+                [
+                    str(Path(sys.executable).parent),
+                    os.path.dirname(ospackages.postgres_bin("pg_isready")),
+                    os.environ.get("PATH", ""),
+                ]
+            ),
+            "PYTHONUNBUFFERED": "1",
+            **program.env,
+        }
+
+    def healthy(self, program: Program) -> bool:
+        """compose.yaml's health check, run on the host with the program's environment
+        (`python` is this venv's); a program without one is healthy while it runs."""
+        test = program.health
+        if not test or test[0] == "NONE":
+            return "RUNNING" in self.supervisorctl("status", program.name, check=False).stdout
+        if test[0] == "CMD-SHELL":
+            argv = ["/bin/sh", "-c", test[1]]
         else:
-            ports = " ".join(f"-{name}.port={s3_port + offset} -{name}.port.grpc={s3_port + offset + 10000}"
-                             for name, offset in SEAWEEDFS_PORT_OFFSETS.items())
-            services.append(Service(
-                "s3", f"{Path(py).parent / 'weed'} -logtostderr=true server -dir={state / 's3'} -ip=127.0.0.1 "
-                      f"-ip.bind=127.0.0.1 {ports} -volume.max=0 -master.volumeSizeLimitMB=1024 -s3 "
-                      f"-s3.port={s3_port} -s3.port.iceberg=0 -s3.port.lance=0",
-                lambda: http_ok(f"http://127.0.0.1:{s3_port}/healthz")))
-        services += [
-            Service("mlflow", f"{py} -m mlflow_lab.services.tracking_server",
-                    lambda: http_ok(f"http://127.0.0.1:{mlflow_port}/health")),
-            Service("model-api", f"{py} -m mlflow_lab.services.model_api",
-                    lambda: http_ok(f"http://127.0.0.1:{api_port}/v2/health/live")),
-            Service("nginx", f"/bin/sh {self.nginx_conf / 'entrypoint.sh'}",
-                    lambda: http_ok(f"http://127.0.0.1:{status_port}/nginx-health"),
-                    user=self.user, stopsignal="QUIT"),
-        ]
-        return services
+            argv = [sys.executable if test[1] == "python" else test[1], *test[2:]]
+        try:
+            return subprocess.run(argv, env=self.environment(program), capture_output=True, timeout=10).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
 
     # --- lifecycle ------------------------------------------------------------
     def prepare(self) -> None:
@@ -182,41 +279,89 @@ class NativeStack:
             os.chown(pwfile, owner.pw_uid, owner.pw_gid)
         try:
             subprocess.run(
-                [ospackages.postgres_bin("initdb"), "-D", str(data), "-U", self.settings["POSTGRES_USER"],
-                 f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"],
-                check=True, capture_output=True, text=True, user=self.user, cwd=self.private,
+                [
+                    ospackages.postgres_bin("initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    self.settings["POSTGRES_USER"],
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                user=self.user,
+                cwd=self.private,
             )
         except subprocess.CalledProcessError as exc:
             raise LabError(f"initdb failed: {exc.stderr.strip()}") from None
         finally:
             pwfile.unlink()
 
-    def _write_supervisor_conf(self) -> bool:
-        """Write supervisord.conf; True when it differs from the one supervisord runs with."""
-        # supervisord passes its own environment to the programs, so a changed setting
-        # must change this file too: the hash makes `up` restart supervisord.
-        env_hash = hashlib.sha256(json.dumps(self.service_env(), sort_keys=True).encode()).hexdigest()[:16]
+    def _write_env_file(self, program: Program) -> Path:
+        """The program's variables as a shell file only its user can read: secrets stay off
+        command lines and out of supervisord.conf, and no value needs supervisord's escaping."""
+        path = self.private / "env" / f"{program.name}.env"
+        path.parent.mkdir(mode=0o755, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.touch(mode=0o600)
+        partial.chmod(0o600)
+        partial.write_text("".join(f"export {key}={shlex.quote(value)}\n" for key, value in sorted(program.env.items())))
+        if program.user:
+            owner = pwd.getpwnam(program.user)
+            os.chown(partial, owner.pw_uid, owner.pw_gid)
+        partial.replace(path)
+        return path
+
+    def _write_supervisor_conf(self, programs: dict[str, Program]) -> bool:
+        """Write supervisord.conf and the programs' env files; True when anything changed."""
+        env_files = self.private / "env"
+        before = {path: path.read_text() for path in env_files.glob("*.env")} if env_files.exists() else {}
         lines = [
-            "; generated by the mlflow-lab native runner; edit runner.py, not this file",
-            f"; environment {env_hash}",
-            "[unix_http_server]", f"file={self.socket}", "chmod=0700", "",
-            "[supervisord]", f"logfile={self.logs / 'supervisord.log'}", f"pidfile={self.state / 'supervisord.pid'}",
-            f"directory={self.state}", "", "[rpcinterface:supervisor]",
-            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
-            "[supervisorctl]", f"serverurl=unix://{self.socket}", "",
+            "; generated by the mlflow-lab native runner from compose.yaml; edit that, not this file",
+            "[unix_http_server]",
+            f"file={self.socket}",
+            "chmod=0700",
+            "",
+            "[supervisord]",
+            f"logfile={self.logs / 'supervisord.log'}",
+            f"pidfile={self.state / 'supervisord.pid'}",
+            f"directory={self.state}",
+            "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "",
+            "[supervisorctl]",
+            f"serverurl=unix://{self.socket}",
+            "",
         ]
-        for svc in self.services():
+        for program in programs.values():
+            if program.one_shot:
+                continue  # run to completion by `up`, not supervised
+            env_file = self._write_env_file(program)
+            command = shlex.join(["/bin/sh", "-c", f'. {shlex.quote(str(env_file))} && exec "$0" "$@"', *program.argv])
             lines += [
-                f"[program:{svc.name}]", f"command={svc.command}",
-                # postgres and s3 start with supervisord; the rest wait for the init step.
-                f"autostart={'true' if svc.name in ('postgres', 's3') else 'false'}",
-                "autorestart=true", "startsecs=2", f"stopsignal={svc.stopsignal}", "stopwaitsecs=30",
-                "stopasgroup=true", "killasgroup=true", "redirect_stderr=true",
-                f"stdout_logfile={self.logs / svc.name}.log", "stdout_logfile_maxbytes=20MB",
-                *([f"user={svc.user}", f"directory={self.private}"] if svc.user else []), "",
+                f"[program:{program.name}]",
+                f"command={command.replace('%', '%%')}",
+                "autostart=false",  # `up` starts them in compose.yaml's order
+                "autorestart=true",
+                "startsecs=2",
+                f"stopsignal={program.stopsignal}",
+                "stopwaitsecs=30",
+                "stopasgroup=true",
+                "killasgroup=true",
+                "redirect_stderr=true",
+                f"stdout_logfile={self.logs / program.name}.log",
+                "stdout_logfile_maxbytes=20MB",
+                *([f"user={program.user}", f"directory={self.private}"] if program.user else []),
+                "",
             ]
         text = "\n".join(lines)
-        changed = not self.conf.exists() or self.conf.read_text() != text
+        after = {path: path.read_text() for path in env_files.glob("*.env")}
+        changed = not self.conf.exists() or self.conf.read_text() != text or before != after
         self.conf.write_text(text)
         return changed
 
@@ -228,37 +373,44 @@ class NativeStack:
         return self.socket.exists() and self.supervisorctl("pid", check=False).returncode == 0
 
     def wait_ready(self, names: list[str], timeout: float = 120) -> None:
-        pending = {svc.name: svc for svc in self.services() if svc.name in names}
+        programs = self.programs()
+        pending = {name: programs[name] for name in names}
         deadline = time.monotonic() + timeout
         while pending:
-            pending = {name: svc for name, svc in pending.items() if not svc.ready()}
+            pending = {name: program for name, program in pending.items() if not self.healthy(program)}
             for name in pending:
                 if "FATAL" in self.supervisorctl("status", name, check=False).stdout:
                     raise LabError(f"{name} failed to start; see {self.logs / name}.log:\n{self.log_tail(name)}")
             if pending and time.monotonic() > deadline:
                 name = next(iter(pending))
-                raise LabError(f"{name} did not become ready within {timeout:.0f}s; "
-                               f"see {self.logs / name}.log:\n{self.log_tail(name)}")
+                raise LabError(
+                    f"{name} did not become ready within {timeout:.0f}s; see {self.logs / name}.log:\n{self.log_tail(name)}"
+                )
             time.sleep(0.3)
+
+    def _run_once(self, program: Program) -> None:
+        """A one-shot service (compose.yaml's restart: "no", e.g. init): run to completion."""
+        result = subprocess.run(program.argv, env=self.environment(program), capture_output=True, text=True)
+        (self.logs / f"{program.name}.log").write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise LabError(f"{program.name} failed: {(result.stderr or result.stdout).strip()}")
 
     def up(self) -> None:
         self.prepare()
-        if self._write_supervisor_conf() and self.running():
+        programs = self.programs()
+        if self._write_supervisor_conf(programs) and self.running():
             self.down()  # settings changed: restart everything with the new ones
         if not self.running():
             exe = Path(sys.executable).parent / "supervisord"
-            subprocess.run([str(exe), "-c", str(self.conf)], check=True, env=self.service_env())
-        stores = ["postgres", "s3"]
-        self.supervisorctl("start", *stores, check=False)
-        self.wait_ready(stores)
-        init = subprocess.run([sys.executable, "-m", "mlflow_lab.services.init_stack"],
-                              env=self.service_env(), capture_output=True, text=True)
-        (self.logs / "init.log").write_text(init.stdout + init.stderr)
-        if init.returncode != 0:
-            raise LabError(f"the init step failed: {(init.stderr or init.stdout).strip()}")
-        for name in ("mlflow", "model-api", "nginx"):
-            self.supervisorctl("start", name, check=False)
-            self.wait_ready([name])
+            subprocess.run([str(exe), "-c", str(self.conf)], check=True)
+        # compose.yaml's order: each service once its dependencies meet their conditions.
+        for name, program in programs.items():
+            self.wait_ready([dep for dep, condition in program.depends_on.items() if condition == "service_healthy"])
+            if program.one_shot:
+                self._run_once(program)
+            else:
+                self.supervisorctl("start", name, check=False)
+        self.wait_ready([name for name, program in programs.items() if not program.one_shot])
 
     def restart(self, *names: str) -> None:
         self.supervisorctl("restart", *names, check=False)
@@ -278,9 +430,30 @@ class NativeStack:
             shutil.rmtree(self.private, ignore_errors=True)
 
     def status(self) -> dict[str, str]:
+        supervised = [program for program in self.programs().values() if not program.one_shot]
         if not self.running():
-            return {svc.name: "stopped" for svc in self.services()}
-        return {svc.name: "healthy" if svc.ready() else "not ready" for svc in self.services()}
+            return {program.name: "stopped" for program in supervised}
+        return {program.name: "healthy" if self.healthy(program) else "not ready" for program in supervised}
+
+    def clean(self) -> None:
+        self.down()
+        self.remove_state()
+
+    def show_status(self) -> bool:
+        states = self.status()
+        for name, state in states.items():
+            print(f"{name:10} {state}")
+        return all(state == "healthy" for state in states.values())
+
+    def show_logs(self, service: str, lines: int) -> None:
+        for name in [service] if service else list(self.programs()):
+            print(f"==> {name} <==\n{self.log_tail(name, lines)}\n")
+
+    def run_job(self, name: str, args: list[str]) -> int:
+        return jobs.run_here(self.settings, name, args)
+
+    def describe(self, reason: str) -> str:
+        return f"runner: native ({reason}); state in {self.state}\nartifacts: {self.describe_s3()}"
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.logs / f"{name}.log"

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -22,9 +23,14 @@ from mlflow_lab.errors import LabError
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 ARROW_TYPES = {
-    DataType.double: pa.float64(), DataType.float: pa.float32(), DataType.long: pa.int64(),
-    DataType.integer: pa.int32(), DataType.boolean: pa.bool_(), DataType.string: pa.string(),
-    DataType.datetime: pa.timestamp("ns"), DataType.binary: pa.binary(),
+    DataType.double: pa.float64(),
+    DataType.float: pa.float32(),
+    DataType.long: pa.int64(),
+    DataType.integer: pa.int32(),
+    DataType.boolean: pa.bool_(),
+    DataType.string: pa.string(),
+    DataType.datetime: pa.timestamp("ns"),
+    DataType.binary: pa.binary(),
 }
 # Arrow's streaming CSV reader parses ahead a number of blocks, so the block size sets the
 # memory bound: measured here, 8 MB blocks held up to ~330 MB on a 10M-row file, 1 MB
@@ -49,7 +55,13 @@ class ModelColumns:
     def from_schema(cls, schema: Schema | None) -> ModelColumns:
         if schema is None or not schema.has_input_names():
             raise LabError("the model has no named input columns in its signature; batch scoring needs one.")
-        return cls({spec.name: ARROW_TYPES.get(spec.type, pa.string()) for spec in schema.inputs})
+        # Columns of other types (arrays, objects) are read as text and left to MLflow to refuse.
+        return cls(
+            {
+                str(spec.name): ARROW_TYPES.get(spec.type, pa.string()) if isinstance(spec.type, DataType) else pa.string()
+                for spec in schema.inputs
+            }
+        )
 
     def check_names(self, source: str, names: list[str], keep: tuple[str, ...]) -> None:
         missing = [name for name in self.types if name not in names]
@@ -57,8 +69,10 @@ class ModelColumns:
             raise LabError(f"{source} lacks column(s) {', '.join(missing)} that the model needs.")
         extra = [name for name in names if name not in self.types and name not in keep]
         if extra:
-            raise LabError(f"{source} has column(s) {', '.join(extra)} that the model does not take "
-                           f"(remove them, or pass them through with --keep {extra[0]}).")
+            raise LabError(
+                f"{source} has column(s) {', '.join(extra)} that the model does not take "
+                f"(remove them, or pass them through with --keep {extra[0]})."
+            )
         missing_keep = [name for name in keep if name not in names]
         if missing_keep:
             raise LabError(f"{source} has no column(s) {', '.join(missing_keep)} to keep.")
@@ -76,8 +90,9 @@ def _explain_csv_error(path: Path, names: list[str], columns: ModelColumns, erro
     match = re.search(r"In CSV column #(\d+): .*CSV conversion error to \w+: invalid value '(.*)'", str(error))
     if match:
         name = names[int(match[1])]
-        return LabError(f"{path}: column {name!r} holds {match[2]!r}, which is not a valid "
-                        f"{columns.types[name]} as the model expects.")
+        return LabError(
+            f"{path}: column {name!r} holds {match[2]!r}, which is not a valid {columns.types[name]} as the model expects."
+        )
     return LabError(f"{path} could not be read as CSV: {error}")
 
 
@@ -88,8 +103,11 @@ def read_batches(path: Path, columns: ModelColumns, keep: tuple[str, ...], chunk
         columns.check_names(str(path), names, keep)
         types = {**columns.types, **{name: pa.string() for name in keep}}  # kept columns pass through verbatim
         try:
-            reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-                                     convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=names))
+            reader = pa_csv.open_csv(
+                path,
+                read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=names),
+            )
             yield from reader
         except pa.ArrowInvalid as exc:
             raise _explain_csv_error(path, names, columns, exc) from None
@@ -117,7 +135,9 @@ class TableWriter:
     """Writes tables to `path` in the format its suffix names."""
 
     def __init__(self, path: Path, fmt: str):
-        self.path, self.format, self._writer, self._file = path, fmt, None, None
+        self.path, self.format = path, fmt
+        self._writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
+        self._file: BinaryIO | None = None
 
     def _open(self, schema: pa.Schema):
         if self.format == "parquet":

@@ -37,8 +37,11 @@ QUIET_STATEMENT_ERRORS = "ALTER DATABASE {} SET log_min_messages = fatal"
 def _connect(settings: Settings, dbname: str):
     host, port = settings.postgres_address
     return psycopg2.connect(
-        host=host, port=port,
-        user=settings["POSTGRES_USER"], password=settings["POSTGRES_PASSWORD"], dbname=dbname,
+        host=host,
+        port=port,
+        user=settings["POSTGRES_USER"],
+        password=settings["POSTGRES_PASSWORD"],
+        dbname=dbname,
         connect_timeout=5,
     )
 
@@ -51,7 +54,7 @@ def ensure_database(settings: Settings) -> None:
             break
         except psycopg2.OperationalError as exc:
             if time.monotonic() > deadline:
-                raise LabError(f"PostgreSQL did not accept connections within {WAIT_SECONDS}s: {exc}".strip())
+                raise LabError(f"PostgreSQL did not accept connections within {WAIT_SECONDS}s: {exc}".strip()) from None
             time.sleep(1)
     # CREATE DATABASE cannot run in a transaction (and `with conn` would open one).
     conn.autocommit = True
@@ -68,8 +71,12 @@ def ensure_database(settings: Settings) -> None:
 
 
 def upgrade_schema(settings: Settings) -> None:
-    result = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", settings.backend_store_uri()],
-                            env={**os.environ, **settings.backend_store_env()}, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mlflow", "db", "upgrade", settings.backend_store_uri()],
+        env={**os.environ, **settings.backend_store_env()},
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         raise LabError(f"mlflow db upgrade failed: {result.stderr.strip().splitlines()[-1:]}")
     print("init: backend store schema is current")
@@ -79,8 +86,10 @@ def main() -> None:
     settings = Settings.load(env_file=None)
     try:
         # This is the first thing Compose runs with the secrets: refuse weak ones here.
-        settings.validate(required=("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"),
-                          passwords=("POSTGRES_PASSWORD", "S3_SECRET_ACCESS_KEY"))
+        settings.validate(
+            required=("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"),
+            passwords=("POSTGRES_PASSWORD", "S3_SECRET_ACCESS_KEY"),
+        )
         ensure_database(settings)
         upgrade_schema(settings)
         created = ensure_bucket(settings)

@@ -33,8 +33,7 @@ def allowed_hosts(settings: Settings) -> list[str]:
 
 def cors_origins(settings: Settings) -> list[str]:
     """Origins of the UI as browsers see it through nginx (any port, http or https)."""
-    return [f"{scheme}://{name}{port}" for name in settings.server_names()
-            for scheme in ("http", "https") for port in ("", ":*")]
+    return [f"{scheme}://{name}{port}" for name in settings.server_names() for scheme in ("http", "https") for port in ("", ":*")]
 
 
 def artifacts_destination(settings: Settings) -> tuple[str, dict[str, str]]:
@@ -54,18 +53,29 @@ def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = settings["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]
     env.update(settings.backend_store_env())
     argv = [
-        sys.executable, "-m", "mlflow", "server",
-        "--host", settings.get("MLFLOW_BIND_HOST", "0.0.0.0"),
-        "--port", settings["MLFLOW_PORT"],
-        "--workers", settings["MLFLOW_WORKERS"],
-        "--backend-store-uri", settings.backend_store_uri(),
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        settings.get("MLFLOW_BIND_HOST", "0.0.0.0"),
+        "--port",
+        settings["MLFLOW_PORT"],
+        "--workers",
+        settings["MLFLOW_WORKERS"],
+        "--backend-store-uri",
+        settings.backend_store_uri(),
         # Clients only ever see mlflow-artifacts:/ URIs; S3 credentials stay here.
         "--serve-artifacts",
-        "--artifacts-destination", destination,
-        "--uvicorn-opts", f"--timeout-keep-alive {KEEPALIVE_SECONDS}",
+        "--artifacts-destination",
+        destination,
+        "--uvicorn-opts",
+        f"--timeout-keep-alive {KEEPALIVE_SECONDS}",
         # Never --gunicorn-opts/--waitress-opts: they switch off these checks (--uvicorn-opts keeps them).
-        "--allowed-hosts", ",".join(allowed_hosts(settings)),
-        "--cors-allowed-origins", ",".join(cors_origins(settings)),
+        "--allowed-hosts",
+        ",".join(allowed_hosts(settings)),
+        "--cors-allowed-origins",
+        ",".join(cors_origins(settings)),
     ]
     return argv, env
 

@@ -17,8 +17,15 @@ from mlflow_lab.services.model_api import mlflow_server, mlserver_server
 from mlflow_lab.services.model_api.config import ApiConfig
 from mlflow_lab.settings import Settings
 
-REQUIRED = ("MODEL_API_MODELS", "MODEL_API_TRACKING_URI", "MODEL_API_PORT", "MODEL_API_GRPC_PORT",
-            "MODEL_API_METRICS_PORT", "MODEL_API_WORKERS", "MODEL_API_MAX_BATCH_SIZE")
+REQUIRED = (
+    "MODEL_API_MODELS",
+    "MODEL_API_TRACKING_URI",
+    "MODEL_API_PORT",
+    "MODEL_API_GRPC_PORT",
+    "MODEL_API_METRICS_PORT",
+    "MODEL_API_WORKERS",
+    "MODEL_API_MAX_BATCH_SIZE",
+)
 
 
 def main() -> None:
@@ -29,12 +36,15 @@ def main() -> None:
     # MLflowRuntime loads models:/ URIs with the process-wide MLflow settings (workers inherit them).
     os.environ["MLFLOW_TRACKING_URI"] = config.tracking_uri
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    server = settings.get("MODEL_SERVER", "mlserver")
+    server = settings["MODEL_SERVER"]
     if server not in ("mlserver", "mlflow"):
         raise LabError(f"MODEL_SERVER must be mlserver or mlflow; got {server!r}.")
-    print(f"model-api ({server}): serving {', '.join(config.model_uri(m) for m in config.models)} "
-          f"(registry {config.tracking_uri}, {config.workers} workers, batching {config.max_batch_size}"
-          f"/{config.max_batch_time}s, polling every {config.poll_seconds}s)", flush=True)
+    print(
+        f"model-api ({server}): serving {', '.join(config.model_uri(m) for m in config.models)} "
+        f"(registry {config.tracking_uri}, {config.workers} workers, batching {config.max_batch_size}"
+        f"/{config.max_batch_time}s, polling every {config.poll_seconds}s)",
+        flush=True,
+    )
     (mlflow_server if server == "mlflow" else mlserver_server).run(config)
 
 

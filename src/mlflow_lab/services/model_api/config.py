@@ -12,7 +12,7 @@ from mlflow_lab.settings import Settings
 @dataclass(frozen=True)
 class ApiConfig:
     models: tuple[str, ...]
-    reference: str            # "Production" (a stage) or "@champion" (an alias)
+    reference: str  # "Production" (a stage) or "@champion" (an alias)
     tracking_uri: str
     http_port: int
     grpc_port: int
@@ -21,7 +21,7 @@ class ApiConfig:
     max_batch_size: int
     max_batch_time: float
     poll_seconds: float
-    repository: Path          # where the model-settings.json files are written
+    repository: Path  # where the model-settings.json files are written
     host: str = "0.0.0.0"
 
     @classmethod
@@ -29,20 +29,23 @@ class ApiConfig:
         models = tuple(settings.get("MODEL_API_MODELS").split())
         if not models:
             raise LabError("MODEL_API_MODELS is empty; name at least one registered model (e.g. wine-quality).")
-        reference = settings.get("MODEL_API_MODEL_REF", "Production")
+        reference = settings["MODEL_API_MODEL_REF"]
         workers = settings.int("MODEL_API_WORKERS")
         if workers < 0:
-            raise LabError("MODEL_API_WORKERS must be 0 (inference in the server process) or more; "
-                           f"got {workers}.")
+            raise LabError(f"MODEL_API_WORKERS must be 0 (inference in the server process) or more; got {workers}.")
         return cls(
-            models=models, reference=reference,
+            models=models,
+            reference=reference,
             tracking_uri=settings["MODEL_API_TRACKING_URI"],
-            http_port=settings.int("MODEL_API_PORT"), grpc_port=settings.int("MODEL_API_GRPC_PORT"),
-            metrics_port=settings.int("MODEL_API_METRICS_PORT"), workers=workers,
+            http_port=settings.int("MODEL_API_PORT"),
+            grpc_port=settings.int("MODEL_API_GRPC_PORT"),
+            metrics_port=settings.int("MODEL_API_METRICS_PORT"),
+            workers=workers,
             max_batch_size=settings.int("MODEL_API_MAX_BATCH_SIZE"),
-            max_batch_time=float(settings.get("MODEL_API_MAX_BATCH_TIME", "0")),
-            poll_seconds=float(settings.get("MODEL_API_POLL_SECONDS", "5")),
-            repository=repository, host=settings.get("MODEL_API_BIND_HOST", "0.0.0.0"),
+            max_batch_time=float(settings["MODEL_API_MAX_BATCH_TIME"]),
+            poll_seconds=float(settings["MODEL_API_POLL_SECONDS"]),
+            repository=repository,
+            host=settings.get("MODEL_API_BIND_HOST", "0.0.0.0"),
         )
 
     def model_uri(self, name: str) -> str:

@@ -42,8 +42,12 @@ class ModelFiles:
 
     def write(self, name: str, version: str) -> None:
         settings = {
-            "name": name, "implementation": RUNTIME, "platform": "mlflow", "versions": [version],
-            "max_batch_size": self.config.max_batch_size, "max_batch_time": self.config.max_batch_time,
+            "name": name,
+            "implementation": RUNTIME,
+            "platform": "mlflow",
+            "versions": [version],
+            "max_batch_size": self.config.max_batch_size,
+            "max_batch_time": self.config.max_batch_time,
             "parameters": {"uri": f"models:/{name}/{version}", "extra": {VERSION_KEY: version}},
         }
         self.restore(name, json.dumps(settings, indent=2))
@@ -78,7 +82,7 @@ class Follower:
     async def sync(self, name: str) -> None:
         uri = self.config.model_uri(name)
         try:
-            ref = await asyncio.to_thread(registry.resolve, uri, self.client)
+            ref = await asyncio.to_thread(registry.resolve_registered, uri, self.client)
         except LabError as exc:
             self._report(name, f"not serving a new version of {name}: {exc}")
             return
@@ -98,8 +102,9 @@ class Follower:
         else:
             self.files.restore(name, previous)
             self.failed[name] = ref.version
-            log.error("%s: version %s failed to load, still serving %s: %s",
-                      name, ref.version, self.serving.get(name, "nothing"), error)
+            log.error(
+                "%s: version %s failed to load, still serving %s: %s", name, ref.version, self.serving.get(name, "nothing"), error
+            )
 
     def _load(self, name: str) -> str | None:
         try:

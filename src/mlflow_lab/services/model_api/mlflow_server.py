@@ -15,9 +15,9 @@ import mlflow
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
 from mlflow import MlflowClient
 from mlflow.pyfunc import scoring_server
+from starlette.exceptions import HTTPException
 
 from mlflow_lab import registry
 from mlflow_lab.errors import LabError
@@ -47,7 +47,7 @@ def create_app() -> FastAPI:
     app, served = FastAPI(exception_handlers={HTTPException: http_errors.http_exception}), {}
     for name in config.models:
         try:
-            ref = registry.resolve(config.model_uri(name), client)
+            ref = registry.resolve_registered(config.model_uri(name), client)
         except LabError as exc:
             log.warning("not serving %s: %s", name, exc)
             continue
@@ -70,5 +70,11 @@ def create_app() -> FastAPI:
 
 
 def run(config: ApiConfig) -> None:
-    uvicorn.run("mlflow_lab.services.model_api.mlflow_server:create_app", factory=True, host=config.host,
-                port=config.http_port, workers=max(1, config.workers), log_level="warning")
+    uvicorn.run(
+        "mlflow_lab.services.model_api.mlflow_server:create_app",
+        factory=True,
+        host=config.host,
+        port=config.http_port,
+        workers=max(1, config.workers),
+        log_level="warning",
+    )

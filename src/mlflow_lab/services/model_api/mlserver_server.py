@@ -19,7 +19,6 @@ import asyncio
 import prometheus_client
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
 from mlserver import MLServer
 from mlserver import metrics as mlserver_metrics
 from mlserver.batching import load_batching
@@ -29,6 +28,7 @@ from mlserver.rest.errors import _EXCEPTION_HANDLERS
 from mlserver.rest.responses import Response
 from mlserver.settings import Settings as ServerSettings
 from mlserver.utils import install_uvloop_event_loop
+from starlette.exceptions import HTTPException
 
 from mlflow_lab.services.model_api import http_errors
 from mlflow_lab.services.model_api.config import ApiConfig
@@ -37,8 +37,9 @@ from mlflow_lab.services.model_api.follower import Follower
 
 async def _validation_error(request, exc: RequestValidationError) -> Response:
     """FastAPI's default 422 echoes the request body back; say what is wrong without it."""
-    problems = "; ".join(f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', '')}"
-                         for error in exc.errors()[:3])
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', '')}" for error in exc.errors()[:3]
+    )
     return Response(status_code=422, content={"error": f"invalid request: {problems}"})
 
 
@@ -92,17 +93,28 @@ class LabMLServer(MLServer):
 def server_settings(config: ApiConfig) -> ServerSettings:
     return ServerSettings(
         debug=False,  # with debug on, unexpected errors answer with a Python traceback
-        host=config.host, http_port=config.http_port, grpc_port=config.grpc_port,
-        metrics_port=config.metrics_port, metrics_endpoint="/metrics",
-        parallel_workers=config.workers, parallel_workers_timeout=30,
-        model_repository_root=str(config.repository), load_models_at_startup=False,
+        host=config.host,
+        http_port=config.http_port,
+        grpc_port=config.grpc_port,
+        metrics_port=config.metrics_port,
+        metrics_endpoint="/metrics",
+        parallel_workers=config.workers,
+        parallel_workers_timeout=30,
+        model_repository_root=str(config.repository),
+        load_models_at_startup=False,
     )
 
 
 async def serve(config: ApiConfig) -> None:
     # Read when MLServer builds its app; the most specific exception class wins.
-    _EXCEPTION_HANDLERS.update({RequestValidationError: _validation_error, WorkerError: _worker_error,
-                                ModelNotFound: _model_not_found, HTTPException: http_errors.http_exception})
+    _EXCEPTION_HANDLERS.update(
+        {
+            RequestValidationError: _validation_error,
+            WorkerError: _worker_error,
+            ModelNotFound: _model_not_found,
+            HTTPException: http_errors.http_exception,
+        }
+    )
     if config.workers == 0:
         # Without workers MLServer's /metrics serves only prometheus_client's default registry,
         # leaving out its own per-model metrics (batch_request_queue and custom ones).

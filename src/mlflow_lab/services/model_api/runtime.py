@@ -21,13 +21,15 @@ What it adds to the stock runtime (measured on MLServer 1.7.1 / mlserver-mlflow 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from fastapi import Depends, Header, Response
+from mlserver.codecs.numpy import to_datatype, to_dtype
 from mlserver.errors import InferenceError
 from mlserver.handlers.custom import CustomHandler, register_custom_handler
-from mlserver.codecs.numpy import to_datatype, to_dtype
 from mlserver.types import InferenceRequest, InferenceResponse, RequestInput
 from mlserver_mlflow import MLflowRuntime
 from mlserver_mlflow.runtime import _get_raw_body
@@ -56,7 +58,8 @@ class _CheckedModel:
         if self._columns is not None and isinstance(data, pd.DataFrame):
             extra = [str(name) for name in data.columns if name not in self._columns]
             if extra:
-                raise InferenceError(f"unexpected column(s) {', '.join(extra)}; the model takes {', '.join(sorted(self._columns))}")
+                takes = ", ".join(sorted(self._columns))
+                raise InferenceError(f"unexpected column(s) {', '.join(extra)}; the model takes {takes}")
         return self._model.predict(data, params=params)
 
 
@@ -71,7 +74,7 @@ def _widens(actual: np.dtype, expected: np.dtype) -> bool:
 def _fit_tensor(tensor: RequestInput, spec) -> RequestInput:
     shape, expected = list(tensor.shape), np.dtype(spec.type)
     wanted = list(spec.shape or ())
-    if len(wanted) == len(shape) + 1 and wanted[0] == -1 and all(w in (-1, s) for w, s in zip(wanted[1:], shape)):
+    if len(wanted) == len(shape) + 1 and wanted[0] == -1 and all(w in (-1, s) for w, s in zip(wanted[1:], shape, strict=True)):
         shape = [1, *shape]  # one row
     datatype = tensor.datatype
     if tensor.datatype != "BYTES" and _widens(to_dtype(tensor), expected):
@@ -92,13 +95,15 @@ def fit_tensors(payload: InferenceRequest, schema) -> InferenceRequest:
 
 
 class LabMLflowRuntime(MLflowRuntime):
+    _model: Any  # mlflow's PyFuncModel once MLflowRuntime.load ran; wrapped in _CheckedModel by ours
+
     def __init__(self, settings):
         super().__init__(settings)
+
         # A fresh function per instance: MLServer tells routes apart by endpoint identity,
         # which lets the old and the new version's routes coexist during a swap. MLServer
         # moves the route to the new instance before loading it, hence the _serving lookup.
-        async def model_invocations(raw_body: str = Depends(_get_raw_body),
-                                    content_type: str = Header(default="")) -> Response:
+        async def model_invocations(raw_body: str = Depends(_get_raw_body), content_type: str = Header(default="")) -> Response:
             return await _serving.get(settings.name, self)._checked_invocations(raw_body, content_type)
 
         register_custom_handler(CustomHandler(rest_path=f"/models/{settings.name}/invocations"), model_invocations)
@@ -153,7 +158,5 @@ class LabMLflowRuntime(MLflowRuntime):
         if schema is None or not schema.has_input_names():
             return
         row = pd.DataFrame({spec.name: pd.Series([0], dtype=spec.type.to_pandas()) for spec in schema.inputs})
-        try:
+        with contextlib.suppress(Exception):  # a model that rejects zeros is still servable
             self._model.predict(row)
-        except Exception:  # noqa: BLE001 - a model that rejects zeros is still servable
-            pass

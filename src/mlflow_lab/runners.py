@@ -1,0 +1,76 @@
+"""The two ways to run the lab behind one interface, chosen once per command.
+
+`ComposeStack` (containers on a Docker engine) and `NativeStack` (host processes under
+supervisord) both implement `Runner`; the CLI asks `open_runner` for one and never
+branches on which it got.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Protocol
+
+from mlflow_lab.compose import ComposeStack
+from mlflow_lab.errors import LabError
+from mlflow_lab.native.runner import NativeStack
+from mlflow_lab.settings import Settings
+
+RUNNERS = ("compose", "native")
+
+
+class Runner(Protocol):
+    name: str
+
+    def describe(self, reason: str) -> str:
+        """What `up` says about where the lab runs."""
+
+    def up(self) -> None:
+        """Start every service and wait until healthy; nothing is left half-started on failure."""
+
+    def down(self) -> None:
+        """Stop every service; data is kept."""
+
+    def clean(self) -> None:
+        """Stop every service and delete all data."""
+
+    def show_status(self) -> bool:
+        """Print each service and its health; True if all are healthy."""
+
+    def show_logs(self, service: str, lines: int) -> None:
+        """Print the tail of one service's log, or of all."""
+
+    def run_job(self, name: str, args: list[str]) -> int:
+        """Run `lab-job <name> <args>` against the lab; its exit code."""
+
+
+def docker_engine_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+
+
+def choose(requested: str, state: Path) -> tuple[str, str]:
+    """The runner's name, and why it was chosen."""
+    marker = state / "runner"
+    if requested == "auto" and marker.exists():
+        return marker.read_text().strip(), "it brought the lab up"  # keep talking to that runner
+    if requested == "auto":
+        return ("compose", "a Docker engine answered") if docker_engine_answers() else ("native", "no Docker engine answered")
+    if requested not in RUNNERS:
+        raise LabError(f"LAB_RUNNER must be auto, {' or '.join(RUNNERS)}; got {requested!r}.")
+    return requested, f"LAB_RUNNER={requested}"
+
+
+def open_runner(requested: str, state: Path, settings: Settings) -> tuple[Runner, str]:
+    """The runner for this command, and why it was chosen."""
+    name, reason = choose(requested, state)
+    runner: Runner = ComposeStack(settings) if name == "compose" else NativeStack(settings, state)
+    return runner, reason
+
+
+def remember(runner: Runner, state: Path) -> None:
+    """Later commands (`down`, `status`, ...) talk to the runner that brought the lab up."""
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "runner").write_text(runner.name)
