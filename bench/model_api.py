@@ -25,9 +25,9 @@ import mlflow
 from bench.stacks import BenchStack
 from mlflow_lab.jobs import promote, sample_input, train_wine
 from mlflow_lab.native import ospackages
-from mlflow_lab.native.ephemeral import extra_model_api
 from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.settings import ENV_EXAMPLE, parse_env_file
+from tests.native.harness import extra_model_api
 
 MODEL = "wine-quality"
 SECONDS = 6

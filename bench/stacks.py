@@ -6,9 +6,9 @@ import contextlib
 from dataclasses import dataclass
 
 from mlflow_lab.compose import ComposeStack
-from mlflow_lab.native.ephemeral import ephemeral_stack
 from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.settings import Settings
+from tests.native.harness import ephemeral_stack
 
 RUNNERS = ("native", "compose")
 

@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlflow_lab.native.ephemeral import fresh_settings
 from mlflow_lab.settings import write_env_file
 from tests.compose.harness import lab_cli
+from tests.native.harness import fresh_settings
 
 IDLE_SECONDS = 60
 IMAGES = ("mlflow-lab/python:0.1.0", "mlflow-lab/nginx:0.1.0")

@@ -24,11 +24,11 @@ import requests
 
 from mlflow_lab.compose import ComposeStack
 from mlflow_lab.errors import LabError
-from mlflow_lab.native.ephemeral import ephemeral_stack
 from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.runners import docker_engine_answers
 from mlflow_lab.settings import REPO_ROOT, Settings
 from mlflow_lab.storage import s3_client
+from tests.native.harness import ephemeral_stack
 
 SERVICE_LOGS = ("postgres", "s3", "init", "mlflow", "model-api", "nginx")
 RUNNERS = os.environ.get("LAB_TEST_RUNNERS", "native compose").split()

@@ -15,8 +15,8 @@ import uuid
 from pathlib import Path
 
 from mlflow_lab.compose import ComposeStack
-from mlflow_lab.native.ephemeral import fresh_settings
 from mlflow_lab.settings import REPO_ROOT, Settings, write_env_file
+from tests.native.harness import fresh_settings
 from tests.standins.build import ensure_base_images
 
 INTERNALS = Path(__file__).with_name("internals.yaml")

@@ -19,7 +19,7 @@ from mlserver.grpc import converters, dataplane_pb2_grpc
 from mlserver.types import InferenceRequest
 
 from mlflow_lab.jobs import promote, sample_input, train_psystock, train_wine
-from mlflow_lab.native.ephemeral import extra_model_api, free_ports
+from tests.native.harness import extra_model_api, free_ports
 
 pytestmark = pytest.mark.stack
 WINE, STOCK = "wine-quality", "psystock"  # the names the lab's model API serves (MODEL_API_MODELS)

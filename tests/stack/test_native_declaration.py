@@ -8,9 +8,9 @@ import urllib.request
 import pytest
 import yaml
 
-from mlflow_lab.native.ephemeral import free_ports, fresh_settings, new_state_dir
 from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.settings import Settings
+from tests.native.harness import free_ports, fresh_settings, new_state_dir
 
 pytestmark = pytest.mark.stack
 

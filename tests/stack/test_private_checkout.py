@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from mlflow_lab.native.ephemeral import fresh_settings
 from mlflow_lab.settings import REPO_ROOT, write_env_file
+from tests.native.harness import fresh_settings
 
 pytestmark = pytest.mark.stack
 

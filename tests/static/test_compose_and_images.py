@@ -11,11 +11,20 @@ import yaml
 from mlflow_lab.settings import ENV_EXAMPLE, REPO_ROOT, parse_env_file
 
 BIN = Path(sys.executable).parent
-DOCKERFILES = sorted(REPO_ROOT.glob("services/*/Dockerfile"))
 
 
 def compose() -> dict:
     return yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
+
+
+# Every image compose.yaml builds, wherever its folder lives.
+DOCKERFILES = sorted(
+    {
+        (REPO_ROOT / spec["build"]["context"] / spec["build"].get("dockerfile", "Dockerfile")).resolve()
+        for spec in compose()["services"].values()
+        if "build" in spec
+    }
+)
 
 
 def test_compose_matches_the_compose_specification():

@@ -8,8 +8,8 @@ from mlflow.pyfunc.scoring_server import _decode_json_input
 
 from mlflow_lab.errors import LabError
 from mlflow_lab.scoring.errors import short_reason
-from mlflow_lab.services.model_api.config import ApiConfig
 from mlflow_lab.settings import ENV_EXAMPLE, Settings, parse_env_file
+from mlflow_lab.stack.model_api.config import ApiConfig
 
 
 def test_schema_errors_keep_the_reason_and_drop_the_data():
@@ -81,7 +81,7 @@ def request(*tensors):
     ],
 )
 def test_v2_tensors_are_fitted_to_a_tensor_signature_only_where_nothing_is_lost(sent, fitted):
-    from mlflow_lab.services.model_api.runtime import fit_tensors
+    from mlflow_lab.stack.model_api.runtime import fit_tensors
 
     [tensor] = fit_tensors(request(sent), tensor_schema(("float64", (-1, 13), None))).inputs
     assert (tensor.shape, tensor.datatype) == (list(fitted[0]), fitted[1])
@@ -90,7 +90,7 @@ def test_v2_tensors_are_fitted_to_a_tensor_signature_only_where_nothing_is_lost(
 def test_v2_requests_for_column_signatures_are_left_alone():
     from mlflow.types import ColSpec, Schema
 
-    from mlflow_lab.services.model_api.runtime import fit_tensors
+    from mlflow_lab.stack.model_api.runtime import fit_tensors
 
     payload = request(("alcohol", [1], "FP32", 1))
     assert fit_tensors(payload, Schema([ColSpec("double", "alcohol")])) is payload

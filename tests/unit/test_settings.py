@@ -68,7 +68,7 @@ def test_cli_up_refuses_and_names_the_variable(tmp_path):
 
 def test_nginx_entrypoint_refuses_short_password_outside_lab(tmp_path):
     result = subprocess.run(
-        ["/bin/sh", str(REPO_ROOT / "services/nginx/entrypoint.sh")],
+        ["/bin/sh", str(REPO_ROOT / "nginx/entrypoint.sh")],
         capture_output=True,
         text=True,
         env={

@@ -27,7 +27,7 @@ from mlflow_lab.errors import LabError
 from mlflow_lab.native import declaration, ospackages
 from mlflow_lab.settings import REPO_ROOT, Settings
 
-NGINX_DIR = REPO_ROOT / "services" / "nginx"
+NGINX_DIR = REPO_ROOT / "nginx"
 # PostgreSQL refuses to run as root; nginx should not either. Services that only need
 # system binaries drop to this user when the runner is root. (The Python services keep
 # the invoking user: the interpreter may live in a directory only that user can read.)

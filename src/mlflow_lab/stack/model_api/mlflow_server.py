@@ -21,9 +21,9 @@ from starlette.exceptions import HTTPException
 
 from mlflow_lab import registry
 from mlflow_lab.errors import LabError
-from mlflow_lab.services.model_api import http_errors
-from mlflow_lab.services.model_api.config import ApiConfig
 from mlflow_lab.settings import Settings
+from mlflow_lab.stack.model_api import http_errors
+from mlflow_lab.stack.model_api.config import ApiConfig
 
 log = logging.getLogger("mlflow_lab.model_api")
 
@@ -71,7 +71,7 @@ def create_app() -> FastAPI:
 
 def run(config: ApiConfig) -> None:
     uvicorn.run(
-        "mlflow_lab.services.model_api.mlflow_server:create_app",
+        "mlflow_lab.stack.model_api.mlflow_server:create_app",
         factory=True,
         host=config.host,
         port=config.http_port,

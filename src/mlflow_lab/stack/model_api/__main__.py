@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 
 from mlflow_lab.errors import LabError, run_cli
-from mlflow_lab.services.model_api import mlflow_server, mlserver_server
-from mlflow_lab.services.model_api.config import ApiConfig
 from mlflow_lab.settings import Settings
+from mlflow_lab.stack.model_api import mlflow_server, mlserver_server
+from mlflow_lab.stack.model_api.config import ApiConfig
 
 REQUIRED = (
     "MODEL_API_MODELS",

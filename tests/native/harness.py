@@ -82,7 +82,7 @@ def extra_model_api(stack: NativeStack, overrides: dict[str, str], ready_url: st
     """One more model-api process with some settings changed (for comparisons in tests and
     benchmarks): started, waited for until `ready_url` answers 200, stopped with its workers."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow_lab.services.model_api"],
+        [sys.executable, "-m", "mlflow_lab.stack.model_api"],
         env={**stack.environment(stack.programs()["model-api"]), **overrides},
         start_new_session=True,
         stdout=subprocess.DEVNULL,

@@ -30,9 +30,9 @@ from mlserver.settings import Settings as ServerSettings
 from mlserver.utils import install_uvloop_event_loop
 from starlette.exceptions import HTTPException
 
-from mlflow_lab.services.model_api import http_errors
-from mlflow_lab.services.model_api.config import ApiConfig
-from mlflow_lab.services.model_api.follower import Follower
+from mlflow_lab.stack.model_api import http_errors
+from mlflow_lab.stack.model_api.config import ApiConfig
+from mlflow_lab.stack.model_api.follower import Follower
 
 
 async def _validation_error(request, exc: RequestValidationError) -> Response:

@@ -21,11 +21,11 @@ from mlflow import MlflowClient
 
 from mlflow_lab import registry
 from mlflow_lab.errors import LabError
-from mlflow_lab.services.model_api.config import ApiConfig
-from mlflow_lab.services.model_api.runtime import VERSION_KEY
+from mlflow_lab.stack.model_api.config import ApiConfig
+from mlflow_lab.stack.model_api.runtime import VERSION_KEY
 
 log = logging.getLogger("mlflow_lab.model_api")
-RUNTIME = "mlflow_lab.services.model_api.runtime.LabMLflowRuntime"
+RUNTIME = "mlflow_lab.stack.model_api.runtime.LabMLflowRuntime"
 
 
 class ModelFiles:
