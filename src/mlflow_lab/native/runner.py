@@ -101,13 +101,10 @@ class NativeStack:
     # --- what runs ------------------------------------------------------------
     @property
     def s3_mode(self) -> str:
-        mode = self.settings.get("LAB_NATIVE_S3", "seaweedfs")
+        mode = self.settings["LAB_NATIVE_S3"]
         if mode not in S3_MODES:
             raise LabError(f"LAB_NATIVE_S3 must be {' or '.join(S3_MODES)}; got {mode!r}.")
         return mode
-
-    def port(self, name: str) -> int:
-        return self.settings.int(name)
 
     def overlay(self) -> dict[str, HostDifference]:
         """What differs on the host, service by service; everything else is compose.yaml's."""
