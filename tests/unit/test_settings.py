@@ -84,3 +84,25 @@ def test_nginx_entrypoint_refuses_short_password_outside_lab(tmp_path):
         },
     )
     assert result.returncode == 1 and "LAB_PASSWORD" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("${A}", "x$B${C}"),  # a value is never interpolated again
+        ("${MISSING:-http://s3:${PORT:?no port}}", "http://s3:9000"),
+        ("${EMPTY:-fallback} ${EMPTY-kept}", "fallback "),
+        ("$$HOME and $PORT", "$HOME and 9000"),
+    ],
+)
+def test_compose_interpolation_as_compose_does_it(text, expected):
+    from mlflow_lab.native.declaration import interpolate
+
+    assert interpolate(text, {"A": "x$B${C}", "B": "no", "C": "no", "PORT": "9000", "EMPTY": ""}) == expected
+
+
+def test_a_required_compose_value_names_itself():
+    from mlflow_lab.native.declaration import interpolate
+
+    with pytest.raises(LabError, match="^LAB_USER is not set - see .env.example.$"):
+        interpolate("${LAB_USER:?LAB_USER is not set - see .env.example}", {"LAB_USER": ""})

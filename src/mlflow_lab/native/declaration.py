@@ -41,18 +41,20 @@ def interpolate(text: str, env: Mapping[str, str]) -> str:
         name, operator, argument = found.groups()
         value = env.get(name)
         missing = value is None or (operator is not None and operator.startswith(":") and value == "")
-        if operator in ("-", ":-"):
-            return argument if missing else str(value)
-        if operator in ("?", ":?"):
-            if missing:
-                raise LabError(f"{argument or f'{name} is not set'}.".replace("..", "."))
-            return str(value)
-        return "" if value is None else str(value)
+        if operator in ("-", ":-") and missing:
+            return argument  # compose.yaml's own text, its ${...} already replaced
+        if operator in ("?", ":?") and missing:
+            raise LabError(f"{argument or f'{name} is not set'}.".replace("..", "."))
+        return literal(value or "")
+
+    def literal(value: str) -> str:
+        """A setting's value is never interpolated again (a password may hold `$`)."""
+        return value.replace("$", _ESCAPED)
 
     text = text.replace("$$", _ESCAPED)
     while _INNERMOST.search(text):
         text = _INNERMOST.sub(substitute, text)
-    text = _PLAIN.sub(lambda m: env.get(m.group(1), ""), text)
+    text = _PLAIN.sub(lambda m: literal(env.get(m.group(1), "")), text)
     return text.replace(_ESCAPED, "$")
 
 
