@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mlflow_lab.settings import write_env_file
@@ -39,6 +40,21 @@ def _pss_kib(pid: int) -> int:
     return total
 
 
+def _up_twice_then_idle(
+    env: dict[str, str], idle_memory: Callable[[], dict[str, float]]
+) -> tuple[float, float, dict[str, float]]:
+    """Seconds of a cold `lab up` and, after `lab down`, of a warm one; then the idle memory
+    (MiB per service). The lab and its data are removed whatever happens."""
+    try:
+        cold = _lab(env, "up")
+        _lab(env, "down")
+        warm = _lab(env, "up")
+        time.sleep(IDLE_SECONDS)
+        return cold, warm, idle_memory()
+    finally:
+        _lab(env, "clean", "--force")
+
+
 def _compose(folder: Path) -> tuple[float, float, dict[str, float]]:
     from tests.compose.harness import cli_environment, write_test_env_file  # Compose v2, a throwaway .env
     from tests.standins.build import ensure_base_images
@@ -48,11 +64,8 @@ def _compose(folder: Path) -> tuple[float, float, dict[str, float]]:
     env = cli_environment(env_file)
     subprocess.run(["docker", "rmi", "-f", *IMAGES], capture_output=True)
     subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True)
-    try:
-        cold = _lab(env, "up")
-        _lab(env, "down")
-        warm = _lab(env, "up")
-        time.sleep(IDLE_SECONDS)
+
+    def container_memory() -> dict[str, float]:
         stats = subprocess.run(
             ["docker", "stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}"], capture_output=True, text=True, check=True
         ).stdout
@@ -63,9 +76,9 @@ def _compose(folder: Path) -> tuple[float, float, dict[str, float]]:
             if name.startswith(project):
                 value, unit = usage.split(" / ")[0][:-3], usage.split(" / ")[0][-3:]
                 memory[name[len(project) + 1 :].rsplit("-", 1)[0]] = float(value) * {"MiB": 1, "GiB": 1024, "KiB": 1 / 1024}[unit]
-    finally:
-        _lab(env, "clean", "--force")
-    return cold, warm, memory
+        return memory
+
+    return _up_twice_then_idle(env, container_memory)
 
 
 def _native(folder: Path) -> tuple[float, float, dict[str, float]]:
@@ -73,24 +86,20 @@ def _native(folder: Path) -> tuple[float, float, dict[str, float]]:
     write_env_file(env_file, fresh_settings().as_env())
     state = folder / "state"
     env = {**os.environ, "LAB_RUNNER": "native", "LAB_ENV_FILE": str(env_file), "LAB_STATE_DIR": str(state)}
-    try:
-        cold = _lab(env, "up")
-        _lab(env, "down")
-        warm = _lab(env, "up")
-        time.sleep(IDLE_SECONDS)
+
+    def program_memory() -> dict[str, float]:
         status = subprocess.run(
             [str(Path(sys.executable).parent / "supervisorctl"), "-c", str(state / "supervisord.conf"), "status"],
             capture_output=True,
             text=True,
         ).stdout
-        memory = {
+        return {
             line.split()[0]: _pss_kib(int(line.split("pid ")[1].split(",")[0])) / 1024
             for line in status.splitlines()
             if "pid " in line
         }
-    finally:
-        _lab(env, "clean", "--force")
-    return cold, warm, memory
+
+    return _up_twice_then_idle(env, program_memory)
 
 
 def run(runners: tuple[str, ...] = ("compose", "native")) -> None:

@@ -24,13 +24,13 @@ import requests
 
 from mlflow_lab.compose import ComposeStack
 from mlflow_lab.errors import LabError
+from mlflow_lab.native import declaration
 from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.runners import docker_engine_answers
 from mlflow_lab.settings import REPO_ROOT, Settings
 from mlflow_lab.storage import s3_client
 from tests.native.harness import ephemeral_stack
 
-SERVICE_LOGS = ("postgres", "s3", "init", "mlflow", "model-api", "nginx")
 RUNNERS = os.environ.get("LAB_TEST_RUNNERS", "native compose").split()
 
 
@@ -142,7 +142,7 @@ def lab(request) -> Lab:
         yield lab
     finally:
         if request.session.testsfailed:
-            for name in SERVICE_LOGS:
+            for name in declaration.services(lab.settings.as_env(), lab.stack.profiles()):  # compose.yaml's
                 with contextlib.suppress(Exception):
                     lab.saved_logs[name] = lab.log_tail(name, 25)
         context.__exit__(None, None, None)

@@ -185,6 +185,9 @@ class ComposeStack:
             "--profile", "*", "down", "--remove-orphans", *(["--volumes"] if volumes else []), capture=not check, check=check
         )
 
+    def profiles(self) -> set[str]:
+        return active_profiles(self.settings)
+
     def clean(self) -> None:
         self.down(volumes=True)
 

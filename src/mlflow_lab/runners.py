@@ -32,6 +32,9 @@ class Runner(Protocol):
     def down(self) -> None:
         """Stop every service; data is kept."""
 
+    def profiles(self) -> set[str]:
+        """The compose.yaml profiles this runner runs (which S3 server)."""
+
     def clean(self) -> None:
         """Stop every service and delete all data."""
 

@@ -11,11 +11,21 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from mlflow_lab.errors import LabError
-from mlflow_lab.native.runner import SEAWEEDFS_PORT_OFFSETS, NativeStack, http_ok
+from mlflow_lab.native.runner import SEAWEEDFS_PORT_OFFSETS, NativeStack
 from mlflow_lab.settings import ENV_EXAMPLE, Settings, new_secret, parse_env_file
+
+
+def http_ok(url: str) -> bool:
+    """True once `url` answers 200 (connection refused and timeouts are just 'not yet')."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
 
 
 def free_ports(count: int) -> list[int]:

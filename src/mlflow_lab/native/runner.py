@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,15 +67,6 @@ class HostDifference:
 def reachable_by_others(path: Path) -> bool:
     """Every existing directory on the way to `path` lets other users through (o+x)."""
     return all(p.stat().st_mode & 0o001 for p in (path, *path.parents) if p.exists())
-
-
-def http_ok(url: str) -> bool:
-    """True once `url` answers 200 (connection refused and timeouts are just 'not yet')."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 class NativeStack:
