@@ -17,7 +17,7 @@ from mlflow_lab.compose import COMPOSE_JOBS
 from mlflow_lab.errors import LabError
 from mlflow_lab.native import declaration, ospackages
 from mlflow_lab.native.runner import NativeStack
-from mlflow_lab.settings import ENV_EXAMPLE, REPO_ROOT, Settings, parse_env_file
+from mlflow_lab.settings import ENV_EXAMPLE, PASSWORD_VARS, REPO_ROOT, Settings, parse_env_file
 from tests.compose.harness import install_compose_plugin
 
 COMPOSE_FILE = REPO_ROOT / "compose.yaml"
@@ -163,3 +163,32 @@ def test_postgres_major_version_matches():
     compose_major = re.search(r"postgres:(\d+)", image).group(1)
     version = subprocess.run([ospackages.postgres_bin("postgres"), "--version"], capture_output=True, text=True).stdout
     assert re.search(r"\) (\d+)", version).group(1) == compose_major, (image, version)
+
+
+def check_passwords_are_checked_before_use(compose_file: Path) -> None:
+    """The password rules (Settings.validate) run in `init`: every service given a password
+    either waits for init (directly or not) or is a store that init itself waits for."""
+    declared = yaml.safe_load(compose_file.read_text())["services"]
+
+    def needs(name: str) -> set[str]:
+        direct = set(declared[name].get("depends_on") or {})
+        return direct.union(*(needs(dependency) for dependency in direct)) if direct else set()
+
+    init_env = set(declared["init"]["environment"])
+    assert set(PASSWORD_VARS) <= init_env, f"init does not check {sorted(set(PASSWORD_VARS) - init_env)}"
+    for name, spec in declared.items():
+        if name != "init" and set(PASSWORD_VARS) & set(spec.get("environment") or {}):
+            assert "init" in needs(name) or name in needs("init"), f"{name} can start with an unchecked password"
+
+
+def test_every_password_is_checked_before_a_service_uses_it(tmp_path):
+    check_passwords_are_checked_before_use(COMPOSE_FILE)
+
+    def nginx_first(services):
+        services["nginx"]["depends_on"] = {"postgres": {"condition": "service_healthy"}}
+
+    with pytest.raises(AssertionError, match="nginx can start with an unchecked password"):
+        check_passwords_are_checked_before_use(changed_copy(tmp_path, nginx_first))
+    unchecked = changed_copy(tmp_path, lambda services: services["init"]["environment"].pop("LAB_PASSWORD"))
+    with pytest.raises(AssertionError, match=r"init does not check \['LAB_PASSWORD'\]"):
+        check_passwords_are_checked_before_use(unchecked)

@@ -3,11 +3,12 @@
 import os
 import subprocess
 import sys
+from secrets import token_urlsafe
 
 import pytest
 
 from mlflow_lab.errors import LabError
-from mlflow_lab.settings import ENV_EXAMPLE, REPO_ROOT, Settings, ensure_env_file, generated_vars, parse_env_file
+from mlflow_lab.settings import ENV_EXAMPLE, PASSWORD_VARS, Settings, ensure_env_file, generated_vars, parse_env_file
 
 
 def test_first_run_generates_strong_distinct_secrets(tmp_path):
@@ -66,24 +67,27 @@ def test_cli_up_refuses_and_names_the_variable(tmp_path):
     assert not (tmp_path / "state" / "postgres").exists(), "nothing may start"
 
 
-def test_nginx_entrypoint_refuses_short_password_outside_lab(tmp_path):
+@pytest.mark.parametrize("weak", ["LAB_PASSWORD", "POSTGRES_PASSWORD", "S3_SECRET_ACCESS_KEY"])
+def test_init_refuses_a_weak_password_outside_lab_before_touching_anything(weak):
+    """init is the step every service waits for: it applies the one password rule."""
+    strong = {key: token_urlsafe(24) for key in PASSWORD_VARS}
+    env = {
+        "PATH": os.environ["PATH"],
+        **strong,
+        weak: "admin",
+        "LAB_ENV": "production",
+        "POSTGRES_USER": "mlflow",
+        "POSTGRES_DB": "mlflow",
+        "POSTGRES_HOST": "127.0.0.1",
+        "POSTGRES_PORT": "1",  # nothing listens: a refusal must come before any connection
+    }
     result = subprocess.run(
-        ["/bin/sh", str(REPO_ROOT / "nginx/entrypoint.sh")],
-        capture_output=True,
-        text=True,
-        env={
-            "PATH": os.environ["PATH"],
-            "LAB_ENV": "production",
-            "LAB_USER": "admin",
-            "LAB_PASSWORD": "admin",
-            "LAB_SERVER_NAMES": "localhost",
-            "MLFLOW_UPSTREAM": "127.0.0.1:1",
-            "MODEL_API_UPSTREAM": "127.0.0.1:2",
-            "MODEL_API_GRPC_UPSTREAM": "127.0.0.1:3",
-            "NGINX_RUNTIME_DIR": str(tmp_path),
-        },
+        [sys.executable, "-m", "mlflow_lab.stack.init_stack"], capture_output=True, text=True, env=env, timeout=30
     )
-    assert result.returncode == 1 and "LAB_PASSWORD" in result.stderr
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"init: {weak} is a default or short password (LAB_ENV=production): set a random value of at least 16 characters in .env."
+    )
 
 
 @pytest.mark.parametrize(

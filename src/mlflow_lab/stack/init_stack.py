@@ -21,7 +21,7 @@ from psycopg2 import errors as pg_errors
 from psycopg2 import sql
 
 from mlflow_lab.errors import LabError
-from mlflow_lab.settings import Settings
+from mlflow_lab.settings import PASSWORD_VARS, Settings
 from mlflow_lab.storage import ensure_bucket
 
 WAIT_SECONDS = 60
@@ -85,11 +85,9 @@ def upgrade_schema(settings: Settings) -> None:
 def main() -> None:
     settings = Settings.load(env_file=None)
     try:
-        # This is the first thing Compose runs with the secrets: refuse weak ones here.
-        settings.validate(
-            required=("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"),
-            passwords=("POSTGRES_PASSWORD", "S3_SECRET_ACCESS_KEY"),
-        )
+        # The first step of either runner, and every other service waits for it: the one
+        # place where each password (PASSWORD_VARS) is checked before anything uses it.
+        settings.validate(required=("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", *PASSWORD_VARS))
         ensure_database(settings)
         upgrade_schema(settings)
         created = ensure_bucket(settings)
