@@ -4,7 +4,7 @@ VENV := .venv
 LAB  := $(VENV)/bin/lab
 PY   := $(VENV)/bin/python
 
-.PHONY: help venv up down status logs env train promote score test test-static bench lock clean
+.PHONY: help venv up down status logs env train promote score users model-image k8s test test-static bench lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,16 @@ score: venv $(filter $(SAMPLE),$(INPUT)) ## Batch-score INPUT (path or URI; defa
 
 data/%-sample.csv:
 	@$(LAB) job sample-input $* $@
+
+users: venv ## Accounts besides the admin: list; ADD="alice bob" or COUNT=20 (attendee01..20) adds, passwords shown once; REMOVE="bob"
+	@$(LAB) users $(if $(REMOVE),remove $(REMOVE),$(if $(ADD)$(COUNT),add $(ADD) $(if $(COUNT),--count $(COUNT)),list))
+
+model-image: venv ## Build an image serving models:/MODEL/Production (V2, /invocations, SageMaker's `serve`); no tracking server needed at run time
+	@$(LAB) model-image models:/$(MODEL)/Production
+
+K8S ?= all-in-one
+k8s: venv ## Print the Kubernetes manifests of K8S (all-in-one, external or kserve) with .env's settings: make -s k8s | kubectl apply -f -
+	@$(LAB) k8s render $(K8S)
 
 test: venv ## Run all tests (stack tests run against both runners, on stacks they start on free ports)
 	@$(PY) -m pytest $(PYTEST_ARGS)

@@ -2,6 +2,7 @@
 # Renders nginx.conf and the htpasswd file from the environment, then runs nginx in the
 # foreground. Used as-is by the container image and by the native runner.
 set -eu
+. "$(dirname "$0")/htpasswd.sh"
 
 : "${LAB_USER:?LAB_USER is not set: add it to .env (see .env.example)}"
 : "${LAB_PASSWORD:?LAB_PASSWORD is not set: add it to .env (see .env.example)}"
@@ -17,7 +18,6 @@ set -eu
 : "${NGINX_STATUS_PORT:?NGINX_STATUS_PORT is not set: add it to .env (see .env.example)}"
 : "${LAB_MAX_BODY_SIZE:?LAB_MAX_BODY_SIZE is not set: add it to .env (see .env.example)}"
 : "${MODEL_API_MAX_BODY_SIZE:?MODEL_API_MAX_BODY_SIZE is not set: add it to .env (see .env.example)}"
-: "${NGINX_RUNTIME_DIR:=/tmp/nginx}"
 # Where nginx looks up the model API per request (Compose: Docker's DNS). Unused when the
 # upstreams are IP addresses, as under the native runner.
 : "${NGINX_RESOLVER:=127.0.0.1}"
@@ -31,16 +31,8 @@ export NGINX_RESOLVER NGINX_LISTEN NGINX_GRPC_LISTEN NGINX_STATUS_PORT LAB_MAX_B
 mkdir -p "$NGINX_RUNTIME_DIR"
 umask 077
 
-# {SSHA} (salted SHA-1) is verified by nginx itself on every request in microseconds;
-# crypt()-based schemes cost milliseconds per request (SHA-512 crypt: ~3.6 ms here) and
-# depend on the C library. The password is a generated 32-character random string. Only
-# coreutils are used (the official nginx image has no openssl), and only shell builtins
-# see the password, so it never shows on a command line.
-salt=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
-digest=$({ printf '%s%s' "$LAB_PASSWORD" "$salt" | sha1sum | cut -c1-40 | tr a-f A-F | basenc --base16 -d
-           printf '%s' "$salt"; } | base64 -w0)
-printf '%s:{SSHA}%s\n' "$LAB_USER" "$digest" > "$NGINX_RUNTIME_DIR/htpasswd.new"
-mv "$NGINX_RUNTIME_DIR/htpasswd.new" "$NGINX_RUNTIME_DIR/htpasswd"
+ssha_line "$LAB_USER" "$LAB_PASSWORD" > "$NGINX_RUNTIME_DIR/admin.htpasswd"
+assemble_htpasswd
 
 envsubst '${NGINX_RESOLVER} ${NGINX_RUNTIME_DIR} ${NGINX_ACCESS_LOG} ${NGINX_LISTEN} ${NGINX_STATUS_PORT} ${MLFLOW_UPSTREAM} ${LAB_SERVER_NAMES} ${LAB_MAX_BODY_SIZE} ${MODEL_API_UPSTREAM} ${MODEL_API_MAX_BODY_SIZE} ${NGINX_GRPC_LISTEN} ${MODEL_API_GRPC_UPSTREAM}' \
     < "$NGINX_TEMPLATE" > "$NGINX_RUNTIME_DIR/nginx.conf"

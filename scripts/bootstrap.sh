@@ -5,8 +5,9 @@ set -eu
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 LOCK=requirements-dev.lock
+KSERVE_SDK_VERSION=0.21.0
 STAMP=.venv/.installed
-want=$(cat "$LOCK" pyproject.toml | sha256sum | cut -c1-16)
+want=$(cat "$LOCK" pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)
 [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && exit 0
 
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
@@ -20,4 +21,8 @@ fi
 echo "installing the Python environment from $LOCK into .venv (first run takes a few minutes)" >&2
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$LOCK"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+# KServe's API types, for the tests that validate the lab's KServe objects offline
+# (tests/static/api_types.py). Unpacked, not installed: the SDK package pins pandas < 3.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --upgrade \
+    --target .venv/kserve-sdk "kserve==$KSERVE_SDK_VERSION"
 echo "$want" > "$STAMP"

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from mlflow_lab.errors import run_cli
+from mlflow_lab.errors import LabError, run_cli
 from mlflow_lab.runners import Runner, open_runner, remember
 from mlflow_lab.settings import ENV_FILE, REPO_ROOT, Settings, ensure_env_file
 
@@ -110,6 +110,98 @@ def clean(
     runner_for(runner, state_dir).clean()
     shutil.rmtree(state_dir, ignore_errors=True)
     typer.echo("deleted the lab's data")
+
+
+users = typer.Typer(help="Basic-auth accounts besides the admin from .env (nginx; effective at once).", no_args_is_help=True)
+app.add_typer(users, name="users")
+
+
+def _users(state_dir: Path, runner: str, args: list[str]) -> str:
+    result = runner_for(runner, state_dir).manage_users(args)
+    if result.returncode != 0:
+        raise LabError((result.stderr.strip().splitlines() or ["managing the accounts failed"])[-1])
+    return result.stdout
+
+
+@users.command("add")
+def users_add(
+    names: Annotated[list[str] | None, typer.Argument(help="Account names (a lowercase letter, then a-z 0-9 . _ -).")] = None,
+    count: Annotated[int, typer.Option(min=0, help="Also add this many numbered accounts (a workshop's attendees).")] = 0,
+    prefix: Annotated[str, typer.Option(help="Name of the numbered accounts: PREFIX01, PREFIX02, ...")] = "attendee",
+    state_dir: StateDir = DEFAULT_STATE,
+    runner: RunnerOpt = "auto",
+) -> None:
+    """Add accounts, each with a generated password shown once (only its hash is kept)."""
+    width = max(2, len(str(count)))
+    wanted = [*(names or []), *(f"{prefix}{n:0{width}d}" for n in range(1, count + 1))]
+    if not wanted:
+        raise LabError("name at least one account to add, or give --count.")
+    rows = [line.split(" ", 1) for line in _users(state_dir, runner, ["add", *wanted]).splitlines()]
+    size = max(len("account"), *(len(name) for name, _ in rows))
+    typer.echo(f"{'account':{size}}  password")
+    for name, password in rows:
+        typer.echo(f"{name:{size}}  {password}")
+    typer.echo(f"\n{len(rows)} account(s) added. The passwords are shown only now: hand them out.", err=True)
+
+
+@users.command("remove")
+def users_remove(
+    names: Annotated[list[str], typer.Argument(help="Accounts to remove (their logins fail at once).")],
+    state_dir: StateDir = DEFAULT_STATE,
+    runner: RunnerOpt = "auto",
+) -> None:
+    """Remove accounts; the admin from .env stays."""
+    _users(state_dir, runner, ["remove", *names])
+    typer.echo(f"removed {', '.join(names)}")
+
+
+@users.command("list")
+def users_list(state_dir: StateDir = DEFAULT_STATE, runner: RunnerOpt = "auto") -> None:
+    """The accounts added with `lab users add` (not the admin from .env)."""
+    typer.echo(_users(state_dir, runner, ["list"]), nl=False)
+
+
+@app.command("model-image")
+def model_image(
+    uri: Annotated[str, typer.Argument(help="A registry reference: models:/<name>/<stage|version> or models:/<name>@<alias>.")],
+    tag: Annotated[str | None, typer.Option(help="Image tag (default mlflow-lab/model-<name>:<version>).")] = None,
+) -> None:
+    """Build an image serving that exact model version (V2, /invocations, SageMaker's `serve`), no tracking server needed."""
+    from mlflow_lab.deploy import model_image as images
+
+    built = images.build(Settings.load(), uri, tag)
+    typer.echo(built)
+    typer.echo(
+        f"run it:  docker run --rm -p 8080:8080 {built}   (then GET /ping, POST /invocations or /v2/models/.../infer)", err=True
+    )
+
+
+k8s = typer.Typer(help="Kubernetes: render the lab's manifests, print KServe InferenceServices.", no_args_is_help=True)
+app.add_typer(k8s, name="k8s")
+
+
+@k8s.command("render")
+def k8s_render(
+    target: Annotated[str, typer.Argument(help="all-in-one, external (managed PostgreSQL and S3) or kserve.")],
+) -> None:
+    """Print the lab's manifests for TARGET with the settings of .env (pipe it to `kubectl apply -f -`)."""
+    from mlflow_lab.deploy import k8s as manifests
+
+    typer.echo(manifests.to_yaml(manifests.render(Settings.load(), target)), nl=False)
+
+
+@k8s.command("inferenceservice")
+def inference_service(
+    uri: Annotated[str, typer.Argument(help="A registry reference: models:/<name>/<stage|version> or models:/<name>@<alias>.")],
+    name: Annotated[str | None, typer.Option(help="The InferenceService's name (default: the model's name).")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Its namespace (default: kubectl's current one).")] = None,
+) -> None:
+    """Print the InferenceService serving the version URI points at now (pipe it to `kubectl apply -f -`)."""
+    import yaml
+
+    from mlflow_lab.deploy import kserve
+
+    typer.echo(yaml.safe_dump(kserve.inference_service(Settings.load(), uri, name, namespace), sort_keys=False), nl=False)
 
 
 def main() -> None:

@@ -68,9 +68,12 @@ def base_images(settings: Settings) -> dict[str, str]:
     return {name: settings[name] for name in names}
 
 
-def ensure_base_images(settings: Settings) -> None:
-    """Each base image is in the engine or can be pulled; else say which setting to change."""
+def ensure_base_images(settings: Settings, only: tuple[str, ...] = ()) -> None:
+    """Each base image (or `only` those settings) is in the engine or can be pulled; else say
+    which setting to change."""
     for name, image in base_images(settings).items():
+        if only and name not in only:
+            continue
         if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
             continue
         pulled = subprocess.run(["docker", "pull", "--quiet", image], capture_output=True, text=True)
@@ -92,7 +95,10 @@ def fill_wheelhouse(settings: Settings) -> None:
     stamp, wanted = WHEELHOUSE / ".lock-sha256", hashlib.sha256(LOCK_FILE.read_bytes() + str(backend).encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == wanted:
         return
-    print(f"building wheels from {LOCK_FILE.name} into {WHEELHOUSE.relative_to(REPO_ROOT)} (first time: a few minutes)")
+    print(
+        f"building wheels from {LOCK_FILE.name} into {WHEELHOUSE.relative_to(REPO_ROOT)} (first time: a few minutes)",
+        file=sys.stderr,
+    )
     for requirements in (["-r", str(LOCK_FILE)], backend):
         result = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(WHEELHOUSE), *requirements],
@@ -208,6 +214,11 @@ class ComposeStack:
         return self.run(
             *self.with_profiles("jobs"), "run", "--rm", "--user", f"{os.getuid()}:{os.getgid()}", name, *args, check=False
         ).returncode
+
+    def manage_users(self, args: list[str]) -> subprocess.CompletedProcess:
+        if "nginx" not in self.run("ps", "--services", "--status", "running", capture=True, check=False).stdout.split():
+            raise LabError("nginx is not running: bring the lab up first (make up).")
+        return self.run("exec", "-T", "nginx", "/bin/sh", "/etc/mlflow-lab/users.sh", *args, capture=True, check=False)
 
     def address(self, service: str, port: int) -> tuple[str, int]:
         """Where a port of a service is published on the host (tests publish internals this way)."""

@@ -47,6 +47,9 @@ class Runner(Protocol):
     def run_job(self, name: str, args: list[str]) -> int:
         """Run `lab-job <name> <args>` against the lab; its exit code."""
 
+    def manage_users(self, args: list[str]) -> subprocess.CompletedProcess:
+        """Run nginx/users.sh with `args` where nginx runs (the lab must be up); output captured."""
+
 
 def docker_engine_answers() -> bool:
     if shutil.which("docker") is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlflow_lab.deploy import model_image
 from mlflow_lab.settings import ENV_EXAMPLE, REPO_ROOT, parse_env_file
 
 BIN = Path(sys.executable).parent
@@ -17,13 +18,14 @@ def compose() -> dict:
     return yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
 
 
-# Every image compose.yaml builds, wherever its folder lives.
+# Every image compose.yaml builds, wherever its folder lives, and the model image built on the lab's.
 DOCKERFILES = sorted(
     {
         (REPO_ROOT / spec["build"]["context"] / spec["build"].get("dockerfile", "Dockerfile")).resolve()
         for spec in compose()["services"].values()
         if "build" in spec
     }
+    | {model_image.DOCKERFILE}
 )
 
 

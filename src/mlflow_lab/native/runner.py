@@ -165,6 +165,7 @@ class NativeStack:
                     "NGINX_RUNTIME_DIR": str(private / "nginx"),
                     "NGINX_TEMPLATE": str(self.nginx_conf / "nginx.conf.template"),
                     "NGINX_ACCESS_LOG": str(private / "nginx" / "access.log"),
+                    "NGINX_USERS_FILE": str(private / "nginx-users" / "users.htpasswd"),
                 },
                 unprivileged=True,
                 stopsignal="QUIT",
@@ -247,7 +248,7 @@ class NativeStack:
         self.private.mkdir(mode=0o755, parents=True, exist_ok=True)
         # The unprivileged nginx reads these copies (refreshed on every `up`), not the checkout.
         shutil.copytree(NGINX_DIR, self.nginx_conf, dirs_exist_ok=True)
-        for sub in ("nginx", "postgres"):
+        for sub in ("nginx", "nginx-users", "postgres"):
             (self.private / sub).mkdir(exist_ok=True)
             if self.user:
                 owner = pwd.getpwnam(self.user)
@@ -438,6 +439,19 @@ class NativeStack:
 
     def run_job(self, name: str, args: list[str]) -> int:
         return jobs.run_here(self.settings, name, args)
+
+    def manage_users(self, args: list[str]) -> subprocess.CompletedProcess:
+        nginx = self.programs()["nginx"]
+        if not (self.running() and self.healthy(nginx)):
+            raise LabError("nginx is not running: bring the lab up first (make up).")
+        # As nginx's own user, so that it can read the files the script writes.
+        return subprocess.run(
+            ["/bin/sh", str(self.nginx_conf / "users.sh"), *args],
+            env=self.environment(nginx),
+            user=nginx.user,
+            capture_output=True,
+            text=True,
+        )
 
     def describe(self, reason: str) -> str:
         return f"runner: native ({reason}); state in {self.state}\nartifacts: {self.describe_s3()}"

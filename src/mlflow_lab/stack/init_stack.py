@@ -6,11 +6,13 @@
 3. create the artifact bucket if it is missing.
 
 Running it again changes nothing. Compose runs it as the `init` service; the native
-runner runs it between starting the stores and starting the tracking server.
+runner runs it between starting the stores and starting the tracking server. On Kubernetes
+it is a Job, and `--wait` (the tracking server's init container) only waits for its schema.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -25,6 +27,7 @@ from mlflow_lab.settings import PASSWORD_VARS, Settings
 from mlflow_lab.storage import ensure_bucket
 
 WAIT_SECONDS = 60
+SCHEMA_WAIT_SECONDS = 600  # `--wait`: how long another process's init may take
 # MLflow's SQL store uses unique violations as control flow: it inserts, and on a duplicate
 # key rolls back and carries on. MLflow 3 hits this on every `log_model` after `log_metrics`
 # (the run's metrics are logged again, linked to the new logged model) and on every
@@ -82,8 +85,40 @@ def upgrade_schema(settings: Settings) -> None:
     print("init: backend store schema is current")
 
 
+def schema_revision(settings: Settings) -> str | None:
+    """The tracking database's alembic revision; None while it has no schema (or is unreachable)."""
+    try:
+        with contextlib.closing(_connect(settings, settings["POSTGRES_DB"])) as conn, conn.cursor() as cur:
+            cur.execute("SELECT version_num FROM alembic_version")
+            row = cur.fetchone()
+    except psycopg2.Error:
+        return None
+    return row[0] if row else None
+
+
+def wait_for_schema(settings: Settings, seconds: float = SCHEMA_WAIT_SECONDS) -> None:
+    """Until init (another process: Kubernetes' init Job) has brought the schema to this MLflow's head."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    head, deadline = _get_latest_schema_revision(), time.monotonic() + seconds
+    while (found := schema_revision(settings)) != head:
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"the tracking database is at schema {found or 'none'}, not {head}, after {seconds:.0f}s: has init run?"
+            )
+        time.sleep(2)
+    print(f"init: schema {head} is current")
+
+
 def main() -> None:
     settings = Settings.load(env_file=None)
+    if sys.argv[1:] == ["--wait"]:
+        try:
+            settings.validate(required=("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"), passwords=())
+            wait_for_schema(settings)
+        except LabError as exc:
+            sys.exit(f"init: {exc}")
+        return
     try:
         # The first step of either runner, and every other service waits for it: the one
         # place where each password (PASSWORD_VARS) is checked before anything uses it.

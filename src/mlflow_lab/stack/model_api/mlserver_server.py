@@ -105,8 +105,8 @@ def server_settings(config: ApiConfig) -> ServerSettings:
     )
 
 
-async def serve(config: ApiConfig) -> None:
-    # Read when MLServer builds its app; the most specific exception class wins.
+def install_error_handlers() -> None:
+    """Read when MLServer builds its app; the most specific exception class wins."""
     _EXCEPTION_HANDLERS.update(
         {
             RequestValidationError: _validation_error,
@@ -115,6 +115,10 @@ async def serve(config: ApiConfig) -> None:
             HTTPException: http_errors.http_exception,
         }
     )
+
+
+async def serve(config: ApiConfig) -> None:
+    install_error_handlers()
     if config.workers == 0:
         # Without workers MLServer's /metrics serves only prometheus_client's default registry,
         # leaving out its own per-model metrics (batch_request_queue and custom ones).

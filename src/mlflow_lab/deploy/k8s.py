@@ -1,0 +1,120 @@
+"""`lab k8s render TARGET`: the lab's Kubernetes manifests (deploy/k8s), rendered by kustomize
+with the settings of the lab's .env.
+
+The settings reach kustomize's generators as env files written into a private copy of
+deploy/k8s, which is deleted after rendering: secrets never land in the checkout. A rendered
+object that needs a setting .env leaves empty stops the render, naming the setting.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+from mlflow_lab.errors import LabError
+from mlflow_lab.settings import REPO_ROOT, Settings
+
+K8S_DIR = REPO_ROOT / "deploy" / "k8s"
+TARGETS = {"all-in-one": "overlays/all-in-one", "external": "overlays/external", "kserve": "kserve"}
+SECRET_KEYS = ("LAB_PASSWORD", "POSTGRES_PASSWORD", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")
+STORE_KEYS = ("POSTGRES_HOST", "POSTGRES_PORT", "S3_ENDPOINT_URL")  # where the external stores are
+# Settings of the host, its builds and its other runners, which nothing in a cluster reads.
+HOST_ONLY_PREFIXES = ("COMPOSE_", "LAB_BUILD_", "LAB_BIND_", "LAB_NATIVE_", "MINIO_", "LAB_HTTP_", "LAB_GRPC_")
+
+
+def _env_file(values: dict[str, str]) -> str:
+    for key, value in values.items():
+        if "\n" in value:
+            raise LabError(f"{key} holds a line break, which a Kubernetes env file cannot carry.")
+    return "".join(f"{key}={value}\n" for key, value in values.items() if value)
+
+
+def settings_files(settings: Settings) -> dict[str, str]:
+    """The generators' env files (path under deploy/k8s -> text) from the lab's settings."""
+    values = settings.as_env()
+    plain = {
+        key: value
+        for key, value in values.items()
+        if key not in SECRET_KEYS + STORE_KEYS and not key.startswith(HOST_ONLY_PREFIXES) and not key.endswith("_IMAGE")
+    }
+    return {
+        "components/settings/lab-config.env": _env_file(plain),
+        "components/settings/lab-secrets.env": _env_file({key: values.get(key, "") for key in SECRET_KEYS}),
+        "components/external-stores/lab-stores.env": _env_file({key: values.get(key, "") for key in STORE_KEYS}),
+        "kserve/kserve-s3.env": _env_file(
+            {
+                "AWS_ACCESS_KEY_ID": values.get("S3_ACCESS_KEY_ID", ""),
+                "AWS_SECRET_ACCESS_KEY": values.get("S3_SECRET_ACCESS_KEY", ""),
+            }
+        ),
+    }
+
+
+def kustomize_command() -> list[str]:
+    """kustomize v5 on its own, or the one inside kubectl (1.27 and later)."""
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    raise LabError("rendering needs kustomize (v5) or kubectl (1.27 or later) on the PATH; neither was found.")
+
+
+def render(settings: Settings, target: str, source: Path = K8S_DIR) -> list[dict]:
+    """The objects of `target` (an overlay, or kserve), checked for the settings they need."""
+    if target not in TARGETS:
+        raise LabError(f"no Kubernetes target {target!r}; the targets are {', '.join(TARGETS)}.")
+    with tempfile.TemporaryDirectory(prefix="lab-k8s-") as private:
+        copy = Path(private) / "k8s"
+        shutil.copytree(source, copy)
+        for relative, text in settings_files(settings).items():
+            path = copy / relative
+            path.write_text(text)
+            os.chmod(path, 0o600)
+        result = subprocess.run([*kustomize_command(), str(copy / TARGETS[target])], capture_output=True, text=True)
+    if result.returncode != 0:
+        reason = result.stderr.strip().replace(private, "deploy").splitlines()[-1:] or ["no reason given"]
+        raise LabError(f"kustomize could not render {target}: {reason[0]}")
+    objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    check_settings(objects, target)
+    return objects
+
+
+def _key_refs(node) -> Iterator[tuple[str, dict]]:
+    """Every configMapKeyRef / secretKeyRef under `node`: (kind, ref)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("configMapKeyRef", "secretKeyRef") and isinstance(value, dict):
+                yield key, value
+            else:
+                yield from _key_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _key_refs(item)
+
+
+def check_settings(objects: list[dict], target: str) -> None:
+    """Each required key a container reads is in the rendered ConfigMap or Secret, not empty."""
+    data: dict[tuple[str, str], dict[str, str]] = {}
+    for obj in objects:
+        if obj["kind"] == "ConfigMap":
+            data["configMapKeyRef", obj["metadata"]["name"]] = obj.get("data") or {}
+        elif obj["kind"] == "Secret":
+            decoded = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+            data["secretKeyRef", obj["metadata"]["name"]] = {**decoded, **(obj.get("stringData") or {})}
+    for obj in objects:
+        for kind, ref in _key_refs(obj):
+            if ref.get("optional"):
+                continue
+            if not data.get((kind, ref["name"]), {}).get(ref["key"]):
+                raise LabError(f"{target} needs {ref['key']} ({obj['kind']} {obj['metadata']['name']}): set it in .env.")
+
+
+def to_yaml(objects: list[dict]) -> str:
+    return yaml.safe_dump_all(objects, sort_keys=False)
