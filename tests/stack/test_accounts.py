@@ -3,7 +3,9 @@ passwords are shown once and stored only as hashes, and bad names change nothing
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 
 import pytest
 import requests
@@ -12,6 +14,7 @@ from mlflow_lab.compose import ComposeStack
 from tests.compose.harness import lab_cli
 
 pytestmark = pytest.mark.stack
+LOG_A_RUN = "import mlflow; mlflow.set_experiment('accounts')\nwith mlflow.start_run() as run: print('RUN', run.info.run_id)"
 
 
 def users(lab, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -50,6 +53,22 @@ def test_accounts_log_in_are_removed_at_once_and_keep_no_clear_password(lab):
         kept = stored(lab)
         assert not any(password in kept or password in listed for password in passwords.values())
         assert all(line.split(":", 1)[1].startswith("{SSHA}") for line in kept.splitlines())
+
+        # MLflow 3.17's client reports the account it authenticates with as the run's user.
+        env = {
+            **os.environ,
+            **lab.client_env(),
+            "MLFLOW_TRACKING_USERNAME": "alice",
+            "MLFLOW_TRACKING_PASSWORD": passwords["alice"],
+        }
+        logged = subprocess.run([sys.executable, "-c", LOG_A_RUN], env=env, capture_output=True, text=True, check=True)
+        run = requests.get(
+            f"{lab.url}/api/2.0/mlflow/runs/get",
+            params={"run_id": next(line.split()[1] for line in logged.stdout.splitlines() if line.startswith("RUN "))},
+            auth=(lab.user, lab.password),
+            timeout=10,
+        ).json()["run"]
+        assert (run["info"]["user_id"], {t["key"]: t["value"] for t in run["data"]["tags"]}["mlflow.user"]) == ("alice", "alice")
 
         users(lab, "remove", "bob.k")
         assert status(lab, "bob.k", passwords["bob.k"]) == 401, "refused at once, no restart"

@@ -18,7 +18,6 @@ import yaml
 
 from mlflow_lab.deploy import kserve
 from mlflow_lab.jobs import promote, sample_input, train_psystock, train_wine
-from mlflow_lab.runners import docker_engine_answers
 from mlflow_lab.storage import s3_client
 from tests.compose.harness import install_compose_plugin, lab_cli
 from tests.deploy.harness import Container
@@ -30,9 +29,9 @@ MODELS = {"deploy-wine": "wine-quality", "deploy-psystock": "psystock"}  # regis
 
 @pytest.fixture(scope="module")
 def deployed(lab, mlflow_client):
-    """Version 1 of each model in Production."""
-    if not docker_engine_answers():
-        pytest.skip("needs a Docker engine to build and run the images")
+    """Version 1 of each model in Production. The containers under test are the same whichever
+    runner holds the registry, so they run once: in the Compose session, whose images they use."""
+    lab.require("compose")
     train_wine.train(experiment="deploy-wine", register_as="deploy-wine", n_iter=2)
     train_psystock.train(experiment="deploy-psystock", register_as="deploy-psystock", days=400, n_estimators=20)
     for name in MODELS:

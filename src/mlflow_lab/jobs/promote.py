@@ -10,6 +10,7 @@ unless `--strict` (for CI gates) or something failed.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -148,7 +149,45 @@ def promote(
         with stage_api():
             client.transition_model_version_stage(model, version, STAGE, archive_existing_versions=True)
         client.set_registered_model_alias(model, ALIAS, version)
+        settled = settle(client, model)
+        if settled != version:
+            promoted, reason = False, f"a promotion made at the same moment put version {settled} in {STAGE}"
     return Decision(model, version, promoted, reason, challenger_value, champion, champion_value)
+
+
+def settle(client: MlflowClient, model: str, rounds: int = 20) -> str | None:
+    """One version in Production with @champion on it, whatever promotions ran at the same moment.
+
+    The registry has no transaction across a stage transition and an alias (two promotions at
+    once were seen to leave two versions in Production, or the alias on the archived one, or
+    to fail on the alias's key). Every promoter ends here: while the state is not one version
+    in Production carrying the alias, it keeps the highest one (the version
+    models:/<name>/Production resolves to), archives the others and moves the alias, then
+    looks again. The last writer's final look sees everyone's writes, so the state converges.
+    """
+    for _ in range(rounds):
+        with stage_api():
+            production = sorted(
+                (v.version for v in client.search_model_versions(f"name='{model}'") if v.current_stage == STAGE), key=int
+            )
+        if not production:
+            return None
+        try:
+            alias: str | None = client.get_model_version_by_alias(model, ALIAS).version
+        except MlflowException:
+            alias = None
+        winner = production[-1]
+        if production == [winner] and alias == winner:
+            return winner
+        try:
+            with stage_api():
+                for other in production[:-1]:
+                    client.transition_model_version_stage(model, other, "Archived")
+            client.set_registered_model_alias(model, ALIAS, winner)
+        except MlflowException:  # the other promoter wrote the same row first: look again
+            pass
+        time.sleep(0.05)
+    raise LabError(f"model {model!r}: promotions at the same moment did not settle on one {STAGE} version; run promote again.")
 
 
 def main(

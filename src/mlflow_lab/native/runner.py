@@ -330,7 +330,18 @@ class NativeStack:
             if program.one_shot:
                 continue  # run to completion by `up`, not supervised
             env_file = self._write_env_file(program)
-            command = shlex.join(["/bin/sh", "-c", f'. {shlex.quote(str(env_file))} && exec "$0" "$@"', *program.argv])
+            group_file = self._group_file(program)
+            # supervisord starts each program as a process group of its own. A program killed
+            # with SIGKILL (the OOM killer) can leave its children behind (`mlflow server`'s
+            # uvicorn keeps the port), and the restarted program could not bind: so each start
+            # first kills what is left of the previous start's group (its leader is gone; Linux
+            # reuses no ID of a living group), then records its own.
+            prelude = (
+                f'group={shlex.quote(str(group_file))}; old=$(cat "$group" 2>/dev/null || true); '
+                'if [ -n "$old" ] && [ ! -e "/proc/$old" ]; then kill -KILL "-$old" 2>/dev/null || true; fi; '
+                'echo $$ > "$group"; '
+            )
+            command = shlex.join(["/bin/sh", "-c", f'{prelude}. {shlex.quote(str(env_file))} && exec "$0" "$@"', *program.argv])
             lines += [
                 f"[program:{program.name}]",
                 f"command={command.replace('%', '%%')}",
@@ -352,6 +363,17 @@ class NativeStack:
         changed = not self.conf.exists() or self.conf.read_text() != text or before != after
         self.conf.write_text(text)
         return changed
+
+    def _group_file(self, program: Program) -> Path:
+        """Where the program records its process group; only it (and root) may write there."""
+        folder = self.private / "groups"
+        folder.mkdir(mode=0o755, exist_ok=True)
+        path = folder / program.name
+        path.touch(mode=0o600, exist_ok=True)
+        if program.user:
+            owner = pwd.getpwnam(program.user)
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+        return path
 
     def supervisorctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         exe = Path(sys.executable).parent / "supervisorctl"

@@ -1,0 +1,169 @@
+"""Faults a shared machine sees, with the lab up and clients working: each test says what is
+lost (nothing) and prints how long recovery took. The processes are killed with SIGKILL from
+outside, as the OOM killer would: supervision (supervisord natively, Compose's restart policy)
+has to bring them back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import mlflow
+import pytest
+import requests
+
+from mlflow_lab.compose import ComposeStack
+from mlflow_lab.jobs import promote, sample_input, train_psystock
+from mlflow_lab.registry import stage_api
+
+pytestmark = pytest.mark.stack
+RECOVERY_BOUND_S = 120  # supervision's restart plus the server's start, with CI headroom
+
+
+def main_pid(lab, service: str) -> int:
+    stack = lab.require_internals()
+    if isinstance(stack, ComposeStack):
+        container = stack.run("ps", "-q", service, capture=True).stdout.strip()
+        inspected = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Pid}}", container], capture_output=True, text=True, check=True
+        )
+        return int(inspected.stdout)
+    return int(stack.supervisorctl("pid", service, check=False).stdout.strip() or 0)
+
+
+def wait_until_tracking_answers(lab, since: float) -> float:
+    while time.monotonic() - since < RECOVERY_BOUND_S:
+        try:
+            if lab.session().get(f"{lab.url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=5).status_code == 200:
+                return time.monotonic() - since
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"tracking did not answer through nginx within {RECOVERY_BOUND_S} s")
+
+
+def assert_supervised_again(lab, service: str, victim: int) -> None:
+    """The service runs again under its supervisor, and nothing of the killed one is left
+    (natively its children, e.g. uvicorn, would otherwise keep the port)."""
+    deadline = time.monotonic() + RECOVERY_BOUND_S
+    while main_pid(lab, service) in (victim, 0):
+        assert time.monotonic() < deadline, f"{service} was not restarted"
+        time.sleep(0.5)
+    while living_in_group(victim):  # the killed process's group (supervisord's, or the container's)
+        assert time.monotonic() < deadline, f"left running after {service} was killed: {living_in_group(victim)}"
+        time.sleep(0.5)
+
+
+def living_in_group(group: int) -> list[int]:
+    """Processes of a process group that still run (zombies waiting to be reaped do not)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp ...
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_tracking_server_killed_while_a_client_logs_every_100_ms(lab, mlflow_client):
+    run = mlflow_client.create_run(mlflow_client.create_experiment(f"faults-{uuid.uuid4().hex[:8]}")).info.run_id
+    logged, failures, stop = [], [], threading.Event()
+
+    def log_metrics() -> None:  # the MLflow client's own retries carry it over the outage
+        step = 0
+        while not stop.is_set():
+            try:
+                mlflow_client.log_metric(run, "loss", 1.0 / (step + 1), step=step)
+                logged.append(step)
+            except Exception as exc:  # noqa: BLE001 - a clear error is an allowed outcome; recorded
+                failures.append((step, str(exc).splitlines()[0]))
+            step += 1
+            time.sleep(0.1)
+
+    logger = threading.Thread(target=log_metrics)
+    logger.start()
+    try:
+        time.sleep(2)
+        before = len(logged)
+        victim = main_pid(lab, "mlflow")
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        assert_supervised_again(lab, "mlflow", victim)
+        recovered = wait_until_tracking_answers(lab, killed)
+        after = len(logged)
+        deadline = time.monotonic() + RECOVERY_BOUND_S  # the client's retries back off: give them time
+        while len(logged) < after + 10 and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        logger.join(timeout=RECOVERY_BOUND_S)
+    print(
+        f"{lab.runner}: tracking server back {recovered:.1f} s after SIGKILL; {len(logged)} steps logged, {len(failures)} failed"
+    )
+    assert len(logged) >= after + 10 > before + 10, "logging went on after the outage"
+    history = mlflow_client.get_metric_history(run, "loss")
+    steps = [m.step for m in history]
+    assert len(steps) == len(set(steps)), "no step stored twice"
+    assert set(logged) <= set(steps), "every step the client saw succeed is stored"
+    assert set(steps) <= set(logged) | {step for step, _ in failures}, "nothing stored the client did not send"
+    for step, error in failures:
+        assert "Traceback" not in error and error, f"step {step} failed without a clear error"
+
+
+def test_two_forced_promotions_at_once_leave_one_production_version(lab, mlflow_client):
+    name = f"faults-promote-{uuid.uuid4().hex[:6]}"
+    for _ in range(2):
+        train_psystock.train(experiment=name, register_as=name, days=200, n_estimators=5)
+    for attempt in range(10):
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda version: promote.promote(mlflow_client, name, version, force=True), ["1", "2"]))
+        with stage_api():
+            production = [
+                v.version for v in mlflow_client.search_model_versions(f"name = '{name}'") if v.current_stage == "Production"
+            ]
+        assert len(production) == 1, (attempt, production)
+        assert mlflow_client.get_model_version_by_alias(name, "champion").version == production[0], attempt
+
+
+def test_batch_scoring_killed_halfway_leaves_no_output_and_a_rerun_succeeds(lab, mlflow_client, tmp_path):
+    name = f"faults-score-{uuid.uuid4().hex[:6]}"
+    train_psystock.train(experiment=name, register_as=name, days=200, n_estimators=5)
+    source, output = tmp_path / "input.csv", tmp_path / "scored.csv"
+    sample_input.build("psystock", rows=400_000, seed=1).to_csv(source, index=False)
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow_lab.jobs",
+        "score",
+        str(source),
+        "--model-uri",
+        f"models:/{name}/1",
+        "--output",
+        str(output),
+    ]
+    env = {**os.environ, **lab.client_env()}
+    job = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = tmp_path / f".{output.name}.partial"
+    deadline = time.monotonic() + 300
+    try:
+        while not (partial.exists() and partial.stat().st_size > 0):
+            assert job.poll() is None, "the job ended before it was halfway"
+            assert time.monotonic() < deadline, "the job never started writing"
+            time.sleep(0.05)
+    finally:
+        job.send_signal(signal.SIGKILL)
+        job.wait()
+    assert not output.exists(), "no output under the final name"
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert sum(1 for _ in output.open()) == 400_001
+    assert mlflow.pyfunc  # the model loads in-process too (the rerun used it)

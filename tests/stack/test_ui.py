@@ -1,0 +1,117 @@
+"""MLflow's UI through nginx in a real browser: Debian's Chromium, headless, driven by Selenium.
+
+Without credentials the browser gets 401; with them the experiments page, the tuning run
+with its child runs, a run's plot and the Models page (the model in Production) render, with
+no error in the browser's console. A failing page leaves a screenshot (its path is in the
+failure message). The browser resolves no name but 127.0.0.1 and uses no proxy.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.wait import WebDriverWait
+
+from mlflow_lab.jobs import promote, train_wine
+from tests.browser import CHROMEDRIVER, CHROMIUM, ensure_browser
+
+pytestmark = pytest.mark.stack
+MODEL = "ui-wine"  # its own experiment and model: the other tests' versions stay as they expect
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+    "--no-proxy-server",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(lab, mlflow_client):
+    """wine's tuning run with its child runs, version 1 in Production."""
+    runs = train_wine.train(experiment=MODEL, register_as=MODEL, n_iter=3)
+    promote.promote(mlflow_client, MODEL, "1", force=True)
+    tuning = mlflow_client.get_run(runs["hyperparameter-tuning"][0])
+    children = mlflow_client.search_runs([tuning.info.experiment_id], f"tags.mlflow.parentRunId = '{tuning.info.run_id}'")
+    assert len(children) == 3
+    return tuning, [child.info.run_name for child in children]
+
+
+@pytest.fixture
+def browser(tmp_path_factory):
+    ensure_browser()
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.screenshots = tmp_path_factory.mktemp("ui-screenshots")  # type: ignore[attr-defined]
+    yield driver
+    driver.quit()
+
+
+def console_errors(driver) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def page(driver, url: str, shows, name: str) -> None:
+    """Open `url`; wait until `shows(driver)` holds, and the console stays free of errors."""
+    driver.get(url)
+    try:
+        WebDriverWait(driver, 45, poll_frequency=0.5).until(shows)
+        assert console_errors(driver) == []
+    except Exception as exc:
+        shot = Path(driver.screenshots) / f"{name}.png"
+        driver.save_screenshot(str(shot))
+        raise AssertionError(f"{name} ({url}): {exc!r}; screenshot {shot}") from None
+
+
+def text(driver) -> str:
+    return driver.find_element("tag name", "body").text
+
+
+def test_without_credentials_the_browser_gets_401_and_no_ui(lab, browser):
+    browser.get(f"{lab.url}/#/experiments")
+    errors = console_errors(browser)
+    assert any("status of 401" in error for error in errors), errors
+    assert "Experiments" not in text(browser)
+
+
+def test_pages_render_with_no_console_errors(lab, trained, browser):
+    tuning, children = trained
+    token = base64.b64encode(f"{lab.user}:{lab.password}".encode()).decode()
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})
+    run = f"{lab.url}/#/experiments/{tuning.info.experiment_id}/runs/{tuning.info.run_id}"
+
+    page(browser, f"{lab.url}/#/experiments", lambda d: MODEL in text(d).splitlines(), "experiments")
+    page(
+        browser,
+        run,
+        lambda d: {"hyperparameter-tuning", "Child runs"} <= set(text(d).splitlines()) and all(c in text(d) for c in children),
+        "tuning-run",
+    )
+
+    def plot_drawn(d) -> bool:
+        images = d.find_elements("css selector", "img[src^='blob:']")
+        return any(d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i) for i in images)
+
+    page(browser, f"{run}/artifacts/plots/predicted_vs_actual.png", plot_drawn, "plot-artifact")
+    page(browser, f"{lab.url}/#/models", lambda d: MODEL in text(d).splitlines() and "@ champion" in text(d), "models")
+    page(
+        browser,
+        f"{lab.url}/#/models/{MODEL}/versions/1",
+        lambda d: {"Stage (deprecated)", "Production"} <= set(text(d).splitlines()),
+        "model-version",
+    )
