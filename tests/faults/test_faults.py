@@ -119,6 +119,45 @@ def test_tracking_server_killed_while_a_client_logs_every_100_ms(lab, mlflow_cli
         assert "Traceback" not in error and error, f"step {step} failed without a clear error"
 
 
+def test_postgres_killed_during_writes_loses_no_committed_run(lab, mlflow_client):
+    experiment = mlflow_client.create_experiment(f"faults-pg-{uuid.uuid4().hex[:8]}")
+    committed, failures, stop = [], [], threading.Event()
+
+    def write_runs() -> None:  # a run counts as committed once the client saw every call succeed
+        while not stop.is_set():
+            try:
+                run = mlflow_client.create_run(experiment).info.run_id
+                mlflow_client.log_param(run, "written", "yes")
+                mlflow_client.set_terminated(run)
+                committed.append(run)
+            except Exception as exc:  # noqa: BLE001 - a clear error is allowed; recorded
+                failures.append(str(exc).splitlines()[0])
+            time.sleep(0.05)
+
+    writer = threading.Thread(target=write_runs)
+    writer.start()
+    try:
+        time.sleep(2)
+        victim = main_pid(lab, "postgres")
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        assert_supervised_again(lab, "postgres", victim)
+        after = len(committed)
+        deadline = time.monotonic() + RECOVERY_BOUND_S
+        while len(committed) < after + 5:
+            assert time.monotonic() < deadline, f"no run committed after PostgreSQL came back: {failures[-3:]}"
+            time.sleep(0.5)
+        recovered = time.monotonic() - killed
+    finally:
+        stop.set()
+        writer.join(timeout=RECOVERY_BOUND_S)
+    print(f"{lab.runner}: writes on {recovered:.1f} s after PostgreSQL's SIGKILL; {len(committed)} runs, {len(failures)} errors")
+    for run_id in committed:
+        run = mlflow_client.get_run(run_id)
+        assert (run.info.status, run.data.params.get("written")) == ("FINISHED", "yes"), run_id
+    assert all(error and "Traceback" not in error for error in failures)
+
+
 def test_two_forced_promotions_at_once_leave_one_production_version(lab, mlflow_client):
     name = f"faults-promote-{uuid.uuid4().hex[:6]}"
     for _ in range(2):
