@@ -18,6 +18,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import requests
+from mlflow.exceptions import MlflowException
 
 from mlflow_lab.compose import ComposeStack
 from mlflow_lab.jobs import promote, sample_input, train_psystock
@@ -156,6 +157,52 @@ def test_postgres_killed_during_writes_loses_no_committed_run(lab, mlflow_client
         run = mlflow_client.get_run(run_id)
         assert (run.info.status, run.data.params.get("written")) == ("FINISHED", "yes"), run_id
     assert all(error and "Traceback" not in error for error in failures)
+
+
+def stop_or_start(lab, action: str, service: str) -> None:
+    stack = lab.require_internals()
+    if isinstance(stack, ComposeStack):
+        stack.run(action, service, capture=True)
+        if action == "start":
+            stack.run("up", "--detach", "--wait", capture=True)
+    else:
+        stack.supervisorctl(action, service)
+        if action == "start":
+            stack.wait_ready([service])
+
+
+def test_s3_down_during_uploads_gives_errors_and_leaves_no_dangling_version(lab, mlflow_client, tmp_path, monkeypatch):
+    name = f"faults-s3-{uuid.uuid4().hex[:6]}"
+    train_psystock.train(experiment=name, register_as=name, days=200, n_estimators=5)
+    promote.promote(mlflow_client, name, "1", force=True)
+    frame = sample_input.build("psystock", rows=5, seed=2)
+    expected = mlflow.pyfunc.load_model(f"models:/{name}/Production").predict(frame)
+    artifact = tmp_path / "notes.txt"
+    artifact.write_text("written while the bucket was away\n")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # the error, not minutes of backoff
+    stop_or_start(lab, "stop", "s3")
+    try:
+        run = mlflow_client.create_run(mlflow_client.get_experiment_by_name(name).experiment_id).info.run_id
+        started = time.monotonic()
+        with pytest.raises(MlflowException) as upload:
+            mlflow_client.log_artifact(run, str(artifact))
+        assert "Traceback" not in str(upload.value)
+        print(f"{lab.runner}: artifact upload refused in {time.monotonic() - started:.1f} s: {str(upload.value)[-160:]}")
+        started = time.monotonic()
+        with pytest.raises(MlflowException):
+            train_psystock.train(experiment=name, register_as=name, days=200, n_estimators=5)  # log_model + register
+        print(f"{lab.runner}: log_model refused in {time.monotonic() - started:.1f} s")
+    finally:
+        stop_or_start(lab, "start", "s3")
+        monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    versions = mlflow_client.search_model_versions(f"name = '{name}'")
+    assert [v.version for v in versions] == ["1"], "no version registered while its files could not be written"
+    with stage_api():
+        assert mlflow_client.get_latest_versions(name, stages=["Production"])[0].version == "1"
+    again = mlflow.pyfunc.load_model(f"models:/{name}/Production").predict(frame)
+    assert list(again) == list(expected), "the Production model loads, unchanged"
+    mlflow_client.log_artifact(run, str(artifact))  # and uploads work again
+    assert [f.path for f in mlflow_client.list_artifacts(run)] == ["notes.txt"]
 
 
 def test_two_forced_promotions_at_once_leave_one_production_version(lab, mlflow_client):
