@@ -148,11 +148,21 @@ def promote(
     if promoted:
         with stage_api():
             client.transition_model_version_stage(model, version, STAGE, archive_existing_versions=True)
-        client.set_registered_model_alias(model, ALIAS, version)
+        _set_alias(client, model, version)
         settled = settle(client, model)
         if settled != version:
             promoted, reason = False, f"a promotion made at the same moment put version {settled} in {STAGE}"
     return Decision(model, version, promoted, reason, challenger_value, champion, champion_value)
+
+
+def _set_alias(client: MlflowClient, model: str, version: str) -> None:
+    """Point @champion at `version`. Two promoters writing it at once collide on the alias's
+    key (MLflow deletes, then inserts): the loser's write is left to settle()."""
+    try:
+        client.set_registered_model_alias(model, ALIAS, version)
+    except MlflowException as exc:
+        if "registered_model_alias_pk" not in str(exc) and "already exists" not in str(exc):
+            raise
 
 
 def settle(client: MlflowClient, model: str, rounds: int = 20) -> str | None:
@@ -179,13 +189,10 @@ def settle(client: MlflowClient, model: str, rounds: int = 20) -> str | None:
         winner = production[-1]
         if production == [winner] and alias == winner:
             return winner
-        try:
-            with stage_api():
-                for other in production[:-1]:
-                    client.transition_model_version_stage(model, other, "Archived")
-            client.set_registered_model_alias(model, ALIAS, winner)
-        except MlflowException:  # the other promoter wrote the same row first: look again
-            pass
+        with stage_api():
+            for other in production[:-1]:
+                client.transition_model_version_stage(model, other, "Archived")
+        _set_alias(client, model, winner)
         time.sleep(0.05)
     raise LabError(f"model {model!r}: promotions at the same moment did not settle on one {STAGE} version; run promote again.")
 
