@@ -21,6 +21,7 @@ from mlflow_lab.jobs import promote, sample_input, train_psystock, train_wine
 from mlflow_lab.storage import s3_client
 from tests.compose.harness import install_compose_plugin, lab_cli
 from tests.deploy.harness import Container
+from tests.stack.payloads import v2_body
 
 pytestmark = pytest.mark.stack
 # Registered under names of their own, so the model API's tests keep their version numbers.
@@ -51,16 +52,6 @@ def cli_env(lab) -> dict[str, str]:
 
 def in_process(model_uri: str, frame: pd.DataFrame) -> np.ndarray:
     return np.asarray(mlflow.pyfunc.load_model(model_uri).predict(frame), dtype="float64").reshape(-1)
-
-
-def v2_body(frame: pd.DataFrame) -> dict:
-    datatypes = {"float64": "FP64", "int64": "INT64"}
-    return {
-        "inputs": [
-            {"name": c, "shape": [len(frame)], "datatype": datatypes[str(frame[c].dtype)], "data": frame[c].tolist()}
-            for c in frame
-        ]
-    }
 
 
 def predictions(answer) -> np.ndarray:

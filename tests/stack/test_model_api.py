@@ -20,6 +20,7 @@ from mlserver.types import InferenceRequest
 
 from mlflow_lab.jobs import promote, sample_input, train_psystock, train_wine
 from tests.native.harness import extra_model_api, free_ports
+from tests.stack.payloads import v2_body
 
 pytestmark = pytest.mark.stack
 WINE, STOCK = "wine-quality", "psystock"  # the names the lab's model API serves (MODEL_API_MODELS)
@@ -47,21 +48,6 @@ def served(lab, mlflow_client):
         promote.promote(mlflow_client, name, "1", force=True)
         wait_for_version(lab, name, "1")
     return mlflow_client
-
-
-def v2_body(frame: pd.DataFrame) -> dict:
-    datatypes = {"float64": "FP64", "int64": "INT64"}
-    return {
-        "inputs": [
-            {
-                "name": column,
-                "shape": [len(frame)],
-                "datatype": datatypes[str(frame[column].dtype)],
-                "data": frame[column].tolist(),
-            }
-            for column in frame.columns
-        ]
-    }
 
 
 def in_process(name: str, version: str, frame: pd.DataFrame) -> np.ndarray:

@@ -34,7 +34,7 @@ _SCALARS = {"str": str, "int": int, "bool": bool, "float": (int, float), "object
 def problems(obj: dict) -> list[str]:
     """What is wrong with `obj` (empty: it validates)."""
     if (obj.get("apiVersion"), obj.get("kind")) in KSERVE_KINDS:
-        group, _, version = obj["apiVersion"].partition("/")
+        version = obj["apiVersion"].partition("/")[2]
         return _check(obj, f"{version.capitalize()}{obj['kind']}", obj["kind"])
     try:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
