@@ -4,7 +4,7 @@ VENV := .venv
 LAB  := $(VENV)/bin/lab
 PY   := $(VENV)/bin/python
 
-.PHONY: help venv up down status logs env train promote score users model-image k8s test test-static bench lock clean
+.PHONY: help venv up down status logs env train promote score users backup restore model-image k8s test test-static bench lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,12 @@ data/%-sample.csv:
 
 users: venv ## Accounts besides the admin: list; ADD="alice bob" or COUNT=20 (attendee01..20) adds, passwords shown once; REMOVE="bob"
 	@$(LAB) users $(if $(REMOVE),remove $(REMOVE),$(if $(ADD)$(COUNT),add $(ADD) $(if $(COUNT),--count $(COUNT)),list))
+
+backup: venv ## Archive the running lab (database, artifacts, manifest) into backups/ (DIR=... elsewhere); .env is not in it
+	@$(LAB) backup $(if $(DIR),--dir $(DIR))
+
+restore: venv ## Restore FILE=backups/....tar onto the running lab (refuses a lab with runs unless FORCE=1)
+	@$(LAB) restore $(FILE)
 
 model-image: venv ## Build an image serving models:/MODEL/Production (V2, /invocations, SageMaker's `serve`); no tracking server needed at run time
 	@$(LAB) model-image models:/$(MODEL)/Production

@@ -168,6 +168,23 @@ def data_dir(lab, tmp_path) -> Path:
     return REPO_ROOT if lab.runner == "compose" else tmp_path
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items):
+    """After pytest has grouped the tests by runner (the session fixture's parameter), move
+    the ones that replace the lab to the end of their runner's group."""
+    yield
+    group_of: dict[object, int] = {}
+    for item in items:
+        runner = item.callspec.params.get("lab") if hasattr(item, "callspec") else None
+        group_of.setdefault(runner, len(group_of))
+    items.sort(
+        key=lambda item: (
+            group_of[item.callspec.params.get("lab") if hasattr(item, "callspec") else None],
+            item.get_closest_marker("replaces_lab") is not None,
+        )
+    )
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     stacks = getattr(config, "_lab_stacks", [])
     if not stacks or not terminalreporter.stats.get("failed"):

@@ -112,6 +112,32 @@ def clean(
     typer.echo("deleted the lab's data")
 
 
+@app.command()
+def backup(
+    folder: Annotated[Path, typer.Option("--dir", envvar="BACKUP_DIR", help="Where the archive is written.")] = REPO_ROOT
+    / "backups",
+    state_dir: StateDir = DEFAULT_STATE,
+    runner: RunnerOpt = "auto",
+) -> None:
+    """Write one archive of the running lab: database dump, every artifact, manifest with sha256s (no secrets)."""
+    from mlflow_lab.backup import operations
+
+    typer.echo(operations.backup(runner_for(runner, state_dir), Settings.load(), folder))
+
+
+@app.command()
+def restore(
+    file: Annotated[Path, typer.Argument(help="An archive written by `lab backup`.")],
+    force: Annotated[bool, typer.Option("--force", envvar="FORCE", help="Replace a lab that already holds runs.")] = False,
+    state_dir: StateDir = DEFAULT_STATE,
+    runner: RunnerOpt = "auto",
+) -> None:
+    """Restore an archive onto the running lab (checked in full first; FORCE=1 to replace existing runs)."""
+    from mlflow_lab.backup import operations
+
+    operations.restore(runner_for(runner, state_dir), Settings.load(), file, force)
+
+
 users = typer.Typer(help="Basic-auth accounts besides the admin from .env (nginx; effective at once).", no_args_is_help=True)
 app.add_typer(users, name="users")
 

@@ -220,6 +220,17 @@ class ComposeStack:
             raise LabError("nginx is not running: bring the lab up first (make up).")
         return self.run("exec", "-T", "nginx", "/bin/sh", "/etc/mlflow-lab/users.sh", *args, capture=True, check=False)
 
+    def postgres_command(self, argv: list[str]) -> tuple[list[str], dict[str, str]]:
+        # The server image's own client programs (pg_dump must not be older than the server),
+        # connected by the container's own settings: no password on the host's command line.
+        connect = 'PGUSER="$POSTGRES_USER" PGPASSWORD="$POSTGRES_PASSWORD" PGDATABASE="$POSTGRES_DB" exec "$@"'
+        return self.command("exec", "-T", "postgres", "sh", "-c", connect, "sh", *argv), dict(os.environ)
+
+    def run_init(self) -> None:
+        result = self.run("run", "--rm", "--no-deps", "init", capture=True, check=False)
+        if result.returncode != 0:
+            raise LabError(f"init failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+
     def address(self, service: str, port: int) -> tuple[str, int]:
         """Where a port of a service is published on the host (tests publish internals this way)."""
         out = self.run("port", service, str(port), capture=True).stdout.strip()

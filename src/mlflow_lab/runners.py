@@ -50,6 +50,13 @@ class Runner(Protocol):
     def manage_users(self, args: list[str]) -> subprocess.CompletedProcess:
         """Run nginx/users.sh with `args` where nginx runs (the lab must be up); output captured."""
 
+    def postgres_command(self, argv: list[str]) -> tuple[list[str], dict[str, str]]:
+        """Command line and environment that run a PostgreSQL client program (psql, pg_dump,
+        pg_restore) beside the lab's server, connected to the tracking database as the lab's user."""
+
+    def run_init(self) -> None:
+        """Run the one-shot init step again (schema upgraded to this MLflow's head, bucket)."""
+
 
 def docker_engine_answers() -> bool:
     if shutil.which("docker") is None:

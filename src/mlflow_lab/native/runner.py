@@ -64,6 +64,16 @@ class HostDifference:
     stopsignal: str = "TERM"
 
 
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def reachable_by_others(path: Path) -> bool:
     """Every existing directory on the way to `path` lets other users through (o+x)."""
     return all(p.stat().st_mode & 0o001 for p in (path, *path.parents) if p.exists())
@@ -427,11 +437,15 @@ class NativeStack:
         self.wait_ready(list(names))
 
     def down(self) -> None:
-        if self.running():
-            self.supervisorctl("shutdown", check=False)
-            deadline = time.monotonic() + 60
-            while self.socket.exists() and time.monotonic() < deadline:
-                time.sleep(0.2)
+        if not self.running():
+            return
+        supervisord = int(self.supervisorctl("pid", check=False).stdout.strip() or 0)
+        self.supervisorctl("shutdown", check=False)
+        # Until supervisord itself has exited, not only its socket: on exit it unlinks the
+        # socket path again, which would remove the socket of a supervisord started next.
+        deadline = time.monotonic() + 60
+        while (self.socket.exists() or _alive(supervisord)) and time.monotonic() < deadline:
+            time.sleep(0.2)
 
     def remove_state(self) -> None:
         """Delete everything this stack keeps (stop it first)."""
@@ -474,6 +488,15 @@ class NativeStack:
             capture_output=True,
             text=True,
         )
+
+    def postgres_command(self, argv: list[str]) -> tuple[list[str], dict[str, str]]:
+        s = self.settings
+        connect = {"PGUSER": s["POSTGRES_USER"], "PGPASSWORD": s["POSTGRES_PASSWORD"], "PGDATABASE": s["POSTGRES_DB"]}
+        postgres = self.environment(self.programs()["postgres"])  # PGHOST and PGPORT of the lab's server
+        return [ospackages.postgres_bin(argv[0]), *argv[1:]], {**postgres, **connect}
+
+    def run_init(self) -> None:
+        self._run_once(self.programs()["init"])
 
     def describe(self, reason: str) -> str:
         return f"runner: native ({reason}); state in {self.state}\nartifacts: {self.describe_s3()}"
