@@ -161,6 +161,18 @@ def mlflow_client(lab):
     patch.undo()
 
 
+@pytest.fixture(scope="session")
+def mlflow2_lab(tmp_path_factory):
+    """A native lab written by MLflow 2.x, then brought up by this MLflow, and a backup archive
+    taken before the upgrade (tests/upgrade/harness.py); one per session, as it is slow to make."""
+    if "native" not in RUNNERS:
+        pytest.skip("the MLflow 2.x lab is made with the native runner")
+    from tests.upgrade.harness import mlflow2_lab
+
+    with mlflow2_lab(tmp_path_factory.mktemp("mlflow2")) as made:
+        yield made
+
+
 @pytest.fixture
 def data_dir(lab, tmp_path) -> Path:
     """Where a job of this runner reads and writes relative `data/...` paths: the checkout's

@@ -220,6 +220,20 @@ def test_two_forced_promotions_at_once_leave_one_production_version(lab, mlflow_
         assert mlflow_client.get_model_version_by_alias(name, "champion").version == production[0], attempt
 
 
+def kill_job_once(command: list[str], env: dict[str, str], ready, moment: str) -> None:
+    """Start a job and SIGKILL it as soon as `ready()` (the moment it names)."""
+    job = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        while not ready():
+            assert job.poll() is None, f"the job ended before {moment}"
+            assert time.monotonic() < deadline, f"the job was not killed: it never reached the moment {moment}"
+            time.sleep(0.05)
+    finally:
+        job.send_signal(signal.SIGKILL)
+        job.wait()
+
+
 def test_batch_scoring_killed_halfway_leaves_no_output_and_a_rerun_succeeds(lab, mlflow_client, tmp_path):
     name = f"faults-score-{uuid.uuid4().hex[:6]}"
     train_psystock.train(experiment=name, register_as=name, days=200, n_estimators=5)
@@ -237,18 +251,94 @@ def test_batch_scoring_killed_halfway_leaves_no_output_and_a_rerun_succeeds(lab,
         str(output),
     ]
     env = {**os.environ, **lab.client_env()}
-    job = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = tmp_path / f".{output.name}.partial"
-    deadline = time.monotonic() + 300
-    try:
-        while not (partial.exists() and partial.stat().st_size > 0):
-            assert job.poll() is None, "the job ended before it was halfway"
-            assert time.monotonic() < deadline, "the job never started writing"
-            time.sleep(0.05)
-    finally:
-        job.send_signal(signal.SIGKILL)
-        job.wait()
+    kill_job_once(command, env, lambda: partial.exists() and partial.stat().st_size > 0, "it started writing")
     assert not output.exists(), "no output under the final name"
     rerun = subprocess.run(command, env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert sum(1 for _ in output.open()) == 400_001
+
+
+def test_training_killed_mid_run_registers_nothing_and_the_next_up_marks_its_runs_failed(lab, mlflow_client):
+    from mlflow.entities import ViewType
+
+    from tests.compose.harness import lab_cli
+
+    name = f"faults-train-{uuid.uuid4().hex[:6]}"
+    command = [sys.executable, "-m", "mlflow_lab.jobs", "train", "wine-quality", "--experiment", name, "--register-as", name]
+    # A search long enough to be killed in; heartbeats every second instead of every 20.
+    env = {**os.environ, **lab.client_env(), "LAB_JOB_HEARTBEAT_SECONDS": "1"}
+
+    def runs() -> list:
+        experiment = mlflow_client.get_experiment_by_name(name)
+        return mlflow_client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL) if experiment else []
+
+    # Mid-run: the default-params run has ended and the tuning run has begun.
+    kill_job_once([*command, "--n-iter", "5000"], env, lambda: len(runs()) >= 2, "its second run began")
+    before = runs()
+    killed = {run.info.run_id for run in before if run.info.status == "RUNNING"}  # nobody could end them
+    assert killed
+    assert not {v.run_id for v in mlflow_client.search_model_versions(f"name = '{name}'")} & killed, "registered mid-run"
+    time.sleep(4)  # three missed heartbeats
+    lab_cli(lab.cli_env, "up")  # what the team runs next
+    after = {run.info.run_id: run for run in runs()}
+    assert after.keys() == {run.info.run_id for run in before}
+    for run in before:
+        if run.info.run_id in killed:
+            assert after[run.info.run_id].info.status == "FAILED" and after[run.info.run_id].info.end_time
+        else:
+            assert after[run.info.run_id].info.status == run.info.status  # ended runs are left alone
+    rerun = subprocess.run([*command, "--n-iter", "2"], env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+
+
+CLIENTS, LOAD_SECONDS = 64, 30
+
+
+def test_64_clients_logging_for_30_s_get_no_error_and_stay_within_the_connection_budget(lab, mlflow_client):
+    """Each client logs into its own run as fast as the lab answers. Nothing fails, every
+    history is exactly what its client logged, and the tracking server's connections stay
+    within what .env sizes (.env.example says why): each worker's two pools (tracking and
+    registry stores) of POOL_SIZE + MAX_OVERFLOW, plus the 2 the launching process keeps."""
+    s = lab.settings
+    budget = s.int("MLFLOW_WORKERS") * 2 * (s.int("MLFLOW_DB_POOL_SIZE") + s.int("MLFLOW_DB_MAX_OVERFLOW")) + 2
+    with lab.postgres() as conn, conn.cursor() as cur:
+        cur.execute("SHOW max_connections")
+        assert budget <= int(cur.fetchone()[0]) - 20, "the budget leaves no room for init, backups and admins"
+    experiment = mlflow_client.create_experiment(f"load-{uuid.uuid4().hex[:8]}")
+    runs = [mlflow_client.create_run(experiment).info.run_id for _ in range(CLIENTS)]
+    done, peak = threading.Event(), [0]
+
+    def watch_connections() -> None:  # connections of the tracking database, sampled each 0.5 s
+        with lab.postgres() as conn, conn.cursor() as cur:
+            while not done.is_set():
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (s["POSTGRES_DB"],))
+                peak[0] = max(peak[0], cur.fetchone()[0] - 1)  # not this watcher
+                conn.rollback()
+                time.sleep(0.5)
+
+    def client(run_id: str) -> int:
+        own, step, end = mlflow.MlflowClient(lab.url), 0, time.monotonic() + LOAD_SECONDS
+        while time.monotonic() < end:
+            own.log_metric(run_id, "load", float(step), step=step)
+            step += 1
+        return step
+
+    watcher = threading.Thread(target=watch_connections, daemon=True)
+    watcher.start()
+    started = time.monotonic()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        logged = list(pool.map(client, runs))  # raises the first client error
+    elapsed = time.monotonic() - started
+    done.set()
+    watcher.join(10)
+    total = sum(logged)
+    rate = f"{total} metrics ({total / elapsed:.0f}/s)"
+    print(f"\n{CLIENTS} clients, {elapsed:.0f} s: {rate}, peak {peak[0]} database connections (budget {budget})")
+    assert min(logged) > 0, "a client never got a write through"
+    for run_id, count in zip(runs, logged, strict=True):
+        steps = [m.step for m in mlflow_client.get_metric_history(run_id, "load")]
+        assert sorted(steps) == list(range(count)), f"run {run_id}: history differs from the {count} values logged"
+    assert 0 < peak[0] <= budget
+    if lab.stack is not None:
+        assert "QueuePool limit" not in lab.log_tail("mlflow", 2000)

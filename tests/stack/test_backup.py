@@ -222,3 +222,21 @@ def test_force_replaces_a_lab_saying_what_it_deletes(lab, mlflow_client, restore
     result = lab_command(lab, "restore", str(restored["archive"]), "--force")
     assert "replacing the lab's" in result.stderr and "deleting 1 artifact object(s)" in result.stderr
     assert lab_state(lab, mlflow_client) == restored["after"]
+
+
+def test_an_archive_of_an_mlflow2_lab_is_restored_and_its_schema_upgraded(lab, mlflow_client, mlflow2_lab):
+    """The restore path of an upgrade, under either runner: the archive of a lab that MLflow
+    2.x wrote (tests/upgrade/harness.py) onto this lab, then `mlflow db upgrade` by init."""
+    _, old, _, archive = mlflow2_lab
+    result = lab_command(lab, "restore", str(archive), "--force")
+    assert f"(MLflow {old['mlflow']}) (schema upgraded to " in result.stderr, result.stderr
+    run = mlflow_client.get_run(old["run_id"])
+    assert run.info.run_name == "trained-by-mlflow-2" and run.data.params["alpha"] == "0.01"
+    assert [m.value for m in sorted(mlflow_client.get_metric_history(old["run_id"], "loss"), key=lambda m: m.step)] == old["loss"]
+    name = "wine-quality"
+    assert mlflow_client.get_model_version(name, "1").current_stage == "Production"
+    sample = pd.DataFrame(old["sample"]["data"], columns=old["sample"]["columns"])
+    predicted = mlflow.pyfunc.load_model(f"models:/{name}/Production").predict(sample)
+    np.testing.assert_allclose(np.asarray(predicted), old["predictions"], rtol=1e-12)
+    with mlflow.start_run(experiment_id=run.info.experiment_id):  # and the lab takes new writes
+        mlflow.log_metric("after_restore", 1.0)

@@ -5,7 +5,6 @@ S3 server, and this needs no S3 credentials; keys are relative to the artifact d
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -23,7 +22,8 @@ CHUNK = 1 << 20
 
 class ArtifactProxy:
     def __init__(self, settings: Settings):
-        self.url = settings.tracking_uri() + API
+        self.server = settings.tracking_uri()
+        self.url = self.server + API
         self.http = requests.Session()
         self.http.auth = (settings["LAB_USER"], settings["LAB_PASSWORD"])
         # The same transient failures MLflow's own clients retry (a restarting server behind nginx).
@@ -31,16 +31,22 @@ class ArtifactProxy:
         self.http.mount("http://", HTTPAdapter(max_retries=retry))
 
     def _call(self, method: str, key: str = "", **kwargs) -> requests.Response:
-        url = f"{self.url}/{quote(key)}" if key else self.url
+        return self._request(method, f"{self.url}/{quote(key)}" if key else self.url, **kwargs)
+
+    def _request(self, method: str, url: str, **kwargs) -> requests.Response:
         try:
             response = self.http.request(method, url, timeout=300, **kwargs)
         except requests.RequestException as exc:
-            raise LabError(f"the lab does not answer at {self.url}: {exc.__class__.__name__}; is it up (make up)?") from None
+            raise LabError(f"the lab does not answer at {self.server}: {exc.__class__.__name__}; is it up (make up)?") from None
         if response.status_code == 401:
             raise LabError("nginx refused LAB_USER/LAB_PASSWORD from .env (401).")
         if not response.ok:
-            raise LabError(f"the artifact proxy answered {response.status_code} to {method} {key or '/'}: {response.text[:200]}")
+            raise LabError(f"the lab answered {response.status_code} to {method} {url}: {response.text[:200]}")
         return response
+
+    def server_version(self) -> str:
+        """The MLflow version of the tracking server behind the proxy (not necessarily this one's)."""
+        return self._request("GET", f"{self.server}/version").text.strip()
 
     def keys(self) -> Iterator[tuple[str, int]]:
         """(key, size) of every object, depth first."""
@@ -67,10 +73,3 @@ class ArtifactProxy:
 
     def delete(self, key: str) -> None:
         self._call("DELETE", key)
-
-    def sha256(self, key: str) -> str:
-        digest = hashlib.sha256()
-        with self._call("GET", key, stream=True) as response:
-            for chunk in response.iter_content(CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()

@@ -54,6 +54,7 @@ def backup(runner: Runner, settings: Settings, folder: Path) -> Path:
     started = time.monotonic()
     proxy = ArtifactProxy(settings)
     next(iter(proxy.keys()), None)  # the lab answers with these credentials, before anything is written
+    server_version = proxy.server_version()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     final = folder / f"mlflow-lab-{stamp}.tar"
     with tempfile.TemporaryDirectory(prefix="mlflow-lab-backup-") as scratch, archive.writing(final) as out:
@@ -66,7 +67,7 @@ def backup(runner: Runner, settings: Settings, folder: Path) -> Path:
             local = Path(scratch) / "object"
             proxy.download(key, local)
             objects.append(out.add(archive.object_name(key), local))
-        out.add_manifest(archive.Manifest(stamp, mlflow_version(), revision, rows, database, objects))
+        out.add_manifest(archive.Manifest(stamp, server_version, revision, rows, database, objects))
     say(
         f"backup: {final} ({_size(final.stat().st_size)}; {rows['runs']} runs, {rows['model_versions']} model versions, "
         f"{len(objects)} objects) in {time.monotonic() - started:.1f} s. It holds no secrets: keep .env separately."

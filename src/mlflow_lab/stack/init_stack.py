@@ -3,7 +3,8 @@
 1. wait for PostgreSQL, create the database if it is missing, and leave its statement
    errors to MLflow (see QUIET_STATEMENT_ERRORS);
 2. `mlflow db upgrade` (creates the schema on an empty database, migrates an old one);
-3. create the artifact bucket if it is missing.
+3. mark FAILED the runs of lab jobs that were killed (mlflow_lab.jobs.runs);
+4. create the artifact bucket if it is missing.
 
 Running it again changes nothing. Compose runs it as the `init` service; the native
 runner runs it between starting the stores and starting the tracking server. On Kubernetes
@@ -23,6 +24,7 @@ from psycopg2 import errors as pg_errors
 from psycopg2 import sql
 
 from mlflow_lab.errors import LabError
+from mlflow_lab.jobs import ALIVE_UNTIL_TAG
 from mlflow_lab.settings import PASSWORD_VARS, Settings
 from mlflow_lab.storage import ensure_bucket
 
@@ -85,6 +87,21 @@ def upgrade_schema(settings: Settings) -> None:
     print("init: backend store schema is current")
 
 
+def fail_abandoned_runs(settings: Settings) -> None:
+    """Runs still RUNNING whose job promised a heartbeat that never came (it was killed):
+    FAILED, ended now. Runs of other clients carry no such tag and are left alone."""
+    now = time.time()
+    with contextlib.closing(_connect(settings, settings["POSTGRES_DB"])) as conn, conn, conn.cursor() as cur:
+        cur.execute(
+            "UPDATE runs SET status = 'FAILED', end_time = %s WHERE status = 'RUNNING' AND run_uuid IN "
+            "(SELECT run_uuid FROM tags WHERE key = %s AND value ~ '^[0-9]+$' AND value::bigint < %s) RETURNING run_uuid",
+            (int(now * 1000), ALIVE_UNTIL_TAG, int(now)),
+        )
+        failed = [row[0] for row in cur.fetchall()]
+    if failed:
+        print(f"init: marked {len(failed)} run(s) FAILED whose job stopped without ending them: {', '.join(failed)}")
+
+
 def schema_revision(settings: Settings) -> str | None:
     """The tracking database's alembic revision; None while it has no schema (or is unreachable)."""
     try:
@@ -125,6 +142,7 @@ def main() -> None:
         settings.validate(required=("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", *PASSWORD_VARS))
         ensure_database(settings)
         upgrade_schema(settings)
+        fail_abandoned_runs(settings)
         created = ensure_bucket(settings)
         print(f"init: bucket {settings['S3_BUCKET']} {'created' if created else 'exists'}")
     except LabError as exc:
