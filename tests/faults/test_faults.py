@@ -5,7 +5,9 @@ has to bring them back."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -342,3 +344,105 @@ def test_64_clients_logging_for_30_s_get_no_error_and_stay_within_the_connection
     assert 0 < peak[0] <= budget
     if lab.stack is not None:
         assert "QueuePool limit" not in lab.log_tail("mlflow", 2000)
+
+
+def s3_data_dir(lab) -> Path:
+    """Where the S3 server keeps its data, as a path on this machine."""
+    stack = lab.require_internals()
+    if isinstance(stack, ComposeStack):
+        volume = f"{lab.settings['COMPOSE_PROJECT_NAME']}_s3-data"
+        inspected = subprocess.run(
+            ["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", volume], capture_output=True, text=True, check=True
+        )
+        return Path(inspected.stdout.strip())
+    return stack.state / "s3"
+
+
+def move_tree(source: Path, target: Path) -> None:
+    """Copy everything of `source` (owners, modes) into the existing `target`, then empty `source`."""
+    subprocess.run(["cp", "-a", f"{source}/.", str(target)], check=True)
+    for child in source.iterdir():
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+@contextlib.contextmanager
+def s3_data_on_a_small_disk(lab, free_mb: int):
+    """The S3 server's data on a filesystem of its own (a tmpfs) with `free_mb` left, the way a
+    dedicated data disk fills up; moved back to where it was afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem under the S3 server's data needs root")
+    data = s3_data_dir(lab)
+    aside = data.with_name(f"{data.name}.faults-aside")
+    owner = data.stat()
+    stop_or_start(lab, "stop", "s3")
+    aside.mkdir()
+    move_tree(data, aside)
+    used_mb = sum(p.stat().st_size for p in aside.rglob("*") if p.is_file()) // (1 << 20)
+    options = f"size={used_mb + free_mb}m,mode={owner.st_mode & 0o7777:o},uid={owner.st_uid},gid={owner.st_gid}"
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(data)], capture_output=True, text=True)
+    try:
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+        move_tree(aside, data)
+        stop_or_start(lab, "start", "s3")
+        yield data
+        stop_or_start(lab, "stop", "s3")
+        move_tree(data, aside)
+    finally:
+        if mounted.returncode == 0:
+            subprocess.run(["umount", str(data)], check=True)
+        move_tree(aside, data)
+        aside.rmdir()
+        stop_or_start(lab, "start", "s3")
+
+
+def fill(folder: Path, leave_bytes: int) -> Path:
+    """Another program's file taking all but `leave_bytes` of the filesystem."""
+    filler = folder / "filler-of-another-program"
+    stats = os.statvfs(folder)
+    with filler.open("wb") as out:
+        out.truncate(0)
+        remaining = stats.f_bavail * stats.f_frsize - leave_bytes
+        while remaining > 0:
+            out.write(b"\0" * min(remaining, 1 << 20))
+            remaining -= 1 << 20
+    return filler
+
+
+def test_a_full_disk_under_the_s3_data_refuses_uploads_and_corrupts_nothing(lab, mlflow_client, tmp_path, monkeypatch):
+    experiment = mlflow_client.create_experiment(f"faults-disk-{uuid.uuid4().hex[:6]}")
+    earlier = mlflow_client.create_run(experiment).info.run_id
+    before = tmp_path / "before.bin"
+    before.write_bytes(os.urandom(3 << 20))
+    mlflow_client.log_artifact(earlier, str(before))
+    big = tmp_path / "after.bin"
+    big.write_bytes(os.urandom(8 << 20))
+    with s3_data_on_a_small_disk(lab, free_mb=200) as data:
+        filler = fill(data, leave_bytes=1 << 20)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # the error, not minutes of backoff
+        run = mlflow_client.create_run(experiment).info.run_id
+        started = time.monotonic()
+        with pytest.raises(MlflowException) as refused:
+            mlflow_client.log_artifact(run, str(big))
+        took = time.monotonic() - started
+        print(f"\n{lab.runner}: upload onto a full disk refused in {took:.1f} s: {str(refused.value)[-200:]}")
+        assert "Traceback" not in str(refused.value)
+        filler.unlink()  # space freed
+        monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+        deadline = time.monotonic() + 120
+        while True:  # the S3 server may take a moment to notice the space
+            try:
+                mlflow_client.log_artifact(run, str(big))
+                break
+            except MlflowException:
+                assert time.monotonic() < deadline, "uploads did not work again after space was freed"
+                time.sleep(2)
+        print(f"{lab.runner}: uploads work again {time.monotonic() - started:.1f} s after the first refusal")
+        for run_id, local in ((earlier, before), (run, big)):
+            assert intact(run_id, local, tmp_path / run_id), f"{local.name} is not intact"
+    assert intact(earlier, before, tmp_path / "moved-back")  # also once the data is back where it was
+
+
+def intact(run_id: str, local: Path, into: Path) -> bool:
+    fetched = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=local.name, dst_path=str(into))
+    return Path(fetched).read_bytes() == local.read_bytes()

@@ -32,12 +32,13 @@ def say(message: str) -> None:
 
 
 def progress(items: list[T], label: str) -> Iterable[T]:
-    """`items`, with a progress bar on a terminal."""
+    """`items`, with a progress bar on a terminal (stderr: stdout carries the result)."""
     if not sys.stderr.isatty() or not items:
         return items
+    from rich.console import Console
     from rich.progress import track
 
-    return track(items, description=label, transient=True, console=None)
+    return track(items, description=label, transient=True, console=Console(stderr=True))
 
 
 def _size(count: int) -> str:
