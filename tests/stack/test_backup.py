@@ -89,8 +89,7 @@ def restored(lab, mlflow_client, tmp_path_factory):
     lab.require_internals()  # it cleans the lab: only a stack the tests started
     name = f"wine-quality-{uuid.uuid4().hex[:6]}"
     train_wine.train(experiment=name, register_as=name, n_iter=3)  # a tuning run with child runs
-    train_wine.train(experiment=name, register_as=name, n_iter=2)
-    promote.promote(mlflow_client, name, "2", force=True)
+    promote.promote(mlflow_client, name, "2")  # the tuned version
     folder = tmp_path_factory.mktemp("backup")
     source = sample_input.write("wine-quality", folder / "wine.csv", rows=50)
     assert run_job(lab, "score", str(source), "--model-uri", f"models:/{name}/Production").returncode == 0
