@@ -148,17 +148,26 @@ def lab(request) -> Lab:
         context.__exit__(None, None, None)
 
 
-@pytest.fixture(scope="session")
-def mlflow_client(lab):
+@contextlib.contextmanager
+def client_for(url: str, user: str, password: str):
     """An MLflow client (and the fluent API) configured the way `eval "$(make -s env)"` configures them."""
     import mlflow
 
     patch = pytest.MonkeyPatch()
-    for key, value in lab.client_env().items():
+    env = {"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
+    for key, value in env.items():
         patch.setenv(key, value)
-    mlflow.set_tracking_uri(lab.url)
-    yield mlflow.MlflowClient(lab.url)
-    patch.undo()
+    mlflow.set_tracking_uri(url)
+    try:
+        yield mlflow.MlflowClient(url)
+    finally:
+        patch.undo()
+
+
+@pytest.fixture(scope="session")
+def mlflow_client(lab):
+    with client_for(lab.url, lab.user, lab.password) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

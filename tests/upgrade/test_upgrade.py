@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from mlflow_lab.stack import init_stack
+from tests.conftest import client_for
 from tests.upgrade.harness import NAME, on_loopback
 
 pytestmark = pytest.mark.stack
@@ -26,14 +27,9 @@ def upgraded(mlflow2_lab):
 
 @pytest.fixture(scope="module")
 def client(upgraded):
-    stack = upgraded[0]
-    s = stack.settings
-    patch = pytest.MonkeyPatch()
-    patch.setenv("MLFLOW_TRACKING_USERNAME", s["LAB_USER"])
-    patch.setenv("MLFLOW_TRACKING_PASSWORD", s["LAB_PASSWORD"])
-    mlflow.set_tracking_uri(s.tracking_uri("127.0.0.1"))
-    yield mlflow.MlflowClient()
-    patch.undo()
+    s = upgraded[0].settings
+    with client_for(s.tracking_uri("127.0.0.1"), s["LAB_USER"], s["LAB_PASSWORD"]) as lab_client:
+        yield lab_client
 
 
 def test_init_upgraded_the_mlflow2_schema(upgraded):

@@ -21,6 +21,11 @@ RESTORING = "{}_restoring"  # where a restore builds the database before it swap
 REPLACED = "{}_replaced"
 
 
+def _counted(row: str) -> dict[str, int]:
+    """COUNT_QUERY's one row, as psql -At prints it."""
+    return dict(zip(COUNTED, map(int, row.split("|")), strict=True))
+
+
 def _last_line(text: str) -> str:
     return (text.strip().splitlines() or ["no message"])[-1]
 
@@ -42,7 +47,7 @@ class Database:
 
     def counts(self, database: str | None = None) -> dict[str, int]:
         row = self.query(COUNT_QUERY, database)[0]
-        return dict(zip(COUNTED, map(int, row.split("|")), strict=True))
+        return _counted(row)
 
     def dump(self, path: Path) -> tuple[str, dict[str, int]]:
         """pg_dump (custom format) into `path`; the schema revision and row counts of exactly
@@ -66,7 +71,7 @@ class Database:
                 to_psql.write("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n")
                 snapshot = ask("SELECT pg_export_snapshot()")
                 revision = ask("SELECT version_num FROM alembic_version")
-                counts = dict(zip(COUNTED, map(int, ask(COUNT_QUERY).split("|")), strict=True))
+                counts = _counted(ask(COUNT_QUERY))
                 argv, env = self._command(["pg_dump", "--format=custom", f"--snapshot={snapshot}", "-d", self.name])
                 with path.open("wb") as out:
                     result = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
