@@ -1,5 +1,6 @@
 """Entrypoint of the model-api service (Compose and native): MLServer plus the registry follower
-(mlserver_server), or MLflow's scoring server with MODEL_SERVER=mlflow (mlflow_server).
+(mlserver_server), behind the lab's fast path by default (MODEL_SERVER=lab, fast_path), or
+MLflow's scoring server with MODEL_SERVER=mlflow (mlflow_server).
 
 MLServer starts with no model; the follower loads each model once the registry has a
 version for it, so `make up` works before anything is trained, and a promotion made later
@@ -17,6 +18,11 @@ from mlflow_lab.settings import Settings
 from mlflow_lab.stack.model_api import mlflow_server, mlserver_server
 from mlflow_lab.stack.model_api.config import ApiConfig
 
+SERVERS = {
+    "lab": lambda config: mlserver_server.run(config, fast_path=True),
+    "mlserver": mlserver_server.run,
+    "mlflow": mlflow_server.run,
+}
 REQUIRED = (
     "MODEL_API_MODELS",
     "MODEL_API_TRACKING_URI",
@@ -37,15 +43,15 @@ def main() -> None:
     os.environ["MLFLOW_TRACKING_URI"] = config.tracking_uri
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     server = settings["MODEL_SERVER"]
-    if server not in ("mlserver", "mlflow"):
-        raise LabError(f"MODEL_SERVER must be mlserver or mlflow; got {server!r}.")
+    if server not in SERVERS:
+        raise LabError(f"MODEL_SERVER must be one of {', '.join(SERVERS)}; got {server!r}.")
     print(
         f"model-api ({server}): serving {', '.join(config.model_uri(m) for m in config.models)} "
         f"(registry {config.tracking_uri}, {config.workers} workers, batching {config.max_batch_size}"
         f"/{config.max_batch_time}s, polling every {config.poll_seconds}s)",
         flush=True,
     )
-    (mlflow_server if server == "mlflow" else mlserver_server).run(config)
+    SERVERS[server](config)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""MODEL_SERVER=mlserver (the default): MLServer with the lab's runtime, made safe to expose,
-plus the registry follower.
+"""MODEL_SERVER=mlserver: MLServer with the lab's runtime, made safe to expose, plus the
+registry follower; MODEL_SERVER=lab (the default) is the same server behind the lab's fast path.
 
 What it changes in MLServer 1.7.1 (each measured or seen failing here):
 - errors: FastAPI's 422 echoes the request body, worker errors carry a class-name prefix and
@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 
 from mlflow_lab.stack.model_api import http_errors
 from mlflow_lab.stack.model_api.config import ApiConfig
+from mlflow_lab.stack.model_api.fast_path import FastPath
 from mlflow_lab.stack.model_api.follower import Follower
 
 
@@ -80,7 +81,20 @@ async def _batch_small_requests(model):
 class LabMLServer(MLServer):
     """MLServer with the lab's batching hook. It also applies when a new version replaces a model:
     MLServer 1.7.1 sets batching up on the first load only, so after the first promotion V2
-    requests would no longer be batched."""
+    requests would no longer be batched. With `fast_path`, the lab's lean front (fast_path.py)
+    takes the hot routes before MLServer's app sees them."""
+
+    def __init__(self, settings: ServerSettings, fast_path: bool = False):
+        super().__init__(settings)
+        if fast_path:
+            rest, uvicorn_config = self._rest_server, self._rest_server._get_config
+
+            def with_fast_path():
+                config = uvicorn_config()
+                config.app = FastPath(config.app, settings, self._data_plane)
+                return config
+
+            rest._get_config = with_fast_path  # type: ignore[method-assign]
 
     def _create_model_registry(self):
         model_registry = super()._create_model_registry()
@@ -117,7 +131,7 @@ def install_error_handlers() -> None:
     )
 
 
-async def serve(config: ApiConfig) -> None:
+async def serve(config: ApiConfig, fast_path: bool) -> None:
     install_error_handlers()
     if config.workers == 0:
         # Without workers MLServer's /metrics serves only prometheus_client's default registry,
@@ -126,11 +140,11 @@ async def serve(config: ApiConfig) -> None:
     config.repository.mkdir(parents=True, exist_ok=True)
     follower = asyncio.create_task(Follower(config).run())
     try:
-        await LabMLServer(server_settings(config)).start()
+        await LabMLServer(server_settings(config), fast_path).start()
     finally:
         follower.cancel()
 
 
-def run(config: ApiConfig) -> None:
+def run(config: ApiConfig, fast_path: bool = False) -> None:
     install_uvloop_event_loop()  # as `mlserver start` does; the workers install it themselves
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, fast_path))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,10 @@ VERSION_KEY = "registry_version"
 _serving: dict[str, LabMLflowRuntime] = globals().get("_serving", {})
 
 
+# Flavors whose pyfunc predict is schema enforcement, then the estimator's own predict.
+_PLAIN_FLAVORS = ("mlflow.sklearn", "mlflow.xgboost")
+
+
 class _CheckedModel:
     """A pyfunc model that also refuses empty batches and columns its signature lacks."""
 
@@ -51,6 +56,11 @@ class _CheckedModel:
         self.metadata = model.metadata
         schema = model.metadata.get_input_schema()
         self._columns = set(schema.input_names()) if schema is not None and schema.has_input_names() else None
+        plain = model.loader_module in _PLAIN_FLAVORS and not model.metadata._is_signature_from_type_hint()
+        self.predict_conforming = model._predict_fn if plain else model.predict
+        """Predict a DataFrame that already is what schema enforcement would make of it: the
+        signature's columns in its order, each of exactly its type, no rows missing values.
+        (Enforcing again would return the same frame; it costs ~0.75 ms a call here.)"""
 
     def predict(self, data, params=None):
         if hasattr(data, "__len__") and len(data) == 0:
@@ -138,6 +148,10 @@ class LabMLflowRuntime(MLflowRuntime):
     async def load(self) -> bool:
         await asyncio.to_thread(self._load_blocking)
         _serving[self.name] = self
+        # The loaded libraries leave hundreds of thousands of long-lived objects; a full garbage
+        # collection walking them all stalled every request in flight (p99 ~110 ms at 64
+        # connections, measured). Frozen objects are left out of collections.
+        gc.freeze()
         return True
 
     async def unload(self) -> bool:
