@@ -7,28 +7,53 @@ Expected failures are LabErrors: one sentence on stderr and exit 1.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 import typer
 
 from mlflow_lab.errors import run_cli
-from mlflow_lab.jobs import batch_score, promote, sample_input, train_psystock, train_wine
 
-app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, pretty_exceptions_enable=False)
-train = typer.Typer(help="Train a lab model and register a version.", no_args_is_help=True)
-train.command("wine-quality")(train_wine.main)
-train.command("psystock")(train_psystock.main)
-app.add_typer(train, name="train")
-app.command("promote")(promote.main)
-app.command("score")(batch_score.main)
-app.command("sample-input")(sample_input.main)
+# Each command's module is imported only when that command runs (all of them for --help):
+# `score` never pays for the training libraries (xgboost, matplotlib, scipy's search spaces).
+COMMANDS = {
+    "promote": "mlflow_lab.jobs.promote",
+    "score": "mlflow_lab.jobs.batch_score",
+    "sample-input": "mlflow_lab.jobs.sample_input",
+}
+TRAINERS = {"wine-quality": "mlflow_lab.jobs.train_wine", "psystock": "mlflow_lab.jobs.train_psystock"}
+SUMMARY = __doc__.split("\n\n")[0]
+
+
+def build_app(argv: list[str] | None = None) -> typer.Typer:
+    """The CLI with the commands `argv` names (every command when it names none of them)."""
+    wanted = argv[0] if argv else None
+    app = typer.Typer(help=SUMMARY, no_args_is_help=True, pretty_exceptions_enable=False)
+    app.callback()(lambda: None)  # a group even with one command registered: `lab-job score ...`
+    if wanted in (None, "train") or wanted not in COMMANDS:
+        train = typer.Typer(help="Train a lab model and register a version.", no_args_is_help=True)
+        trainer = argv[1] if argv and len(argv) > 1 and argv[1] in TRAINERS else None
+        for name, module in TRAINERS.items():
+            if trainer in (None, name):
+                train.command(name)(importlib.import_module(module).main)
+        app.add_typer(train, name="train")
+    for name, module in COMMANDS.items():
+        if wanted in (None, name) or wanted not in (*COMMANDS, "train"):
+            app.command(name)(importlib.import_module(module).main)
+    return app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":  # the whole CLI, for tools that inspect it
+        return build_app()
+    raise AttributeError(name)
 
 
 def main() -> None:
     if not sys.stderr.isatty():  # keep logs and error output free of progress-bar noise
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    run_cli(app)
+    run_cli(build_app(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -30,8 +31,8 @@ from tqdm import tqdm
 from mlflow_lab import registry
 from mlflow_lab.errors import LabError
 from mlflow_lab.jobs.runs import job_runs
-from mlflow_lab.scoring import CLASSIFIER_TASK
-from mlflow_lab.scoring.errors import short_reason
+from mlflow_lab.scoring import CLASSIFIER_TASK, conforming, csv_passthrough
+from mlflow_lab.scoring.errors import RefusedRows, short_reason
 from mlflow_lab.scoring.tables import ModelColumns, TableWriter, read_batches, row_count_hint, table_format
 
 EXPERIMENT = "batch-scoring"
@@ -75,13 +76,15 @@ def load_model(model_uri: str) -> tuple[PyFuncModel, str]:
     ref = registry.resolve(model_uri)
     concrete = ref.uri if ref else model_uri
     try:
-        return mlflow.pyfunc.load_model(concrete), concrete
+        # suppress_warnings skips comparing the model's pip requirements with this environment
+        # (~0.5 s of scanning installed packages per job); the lab's images pin both sides.
+        return mlflow.pyfunc.load_model(concrete, suppress_warnings=True), concrete
     except (MlflowException, OSError) as exc:
         raise LabError(f"could not load model {model_uri}: {str(exc).splitlines()[0]}") from None
 
 
-def prediction_columns(model, features: pd.DataFrame, threshold: float) -> dict[str, np.ndarray]:
-    predicted = model.predict(features)
+def prediction_columns(predict: Callable, model: PyFuncModel, features: pd.DataFrame, threshold: float) -> dict[str, np.ndarray]:
+    predicted = predict(features)
     if (model.metadata.metadata or {}).get("task") == CLASSIFIER_TASK:
         probability = np.asarray(predicted, dtype="float64").reshape(-1)
         return {"probability": probability, "decision": (probability >= threshold).astype("int64")}
@@ -93,37 +96,66 @@ def prediction_columns(model, features: pd.DataFrame, threshold: float) -> dict[
     return {"prediction": predicted.reshape(-1)}
 
 
+def batch_predictor(model: PyFuncModel, columns: ModelColumns, threshold: float) -> Callable[[pa.RecordBatch], dict]:
+    """Output columns for a batch of input rows; RefusedRows when the model refuses them."""
+    dtypes = conforming.signature_dtypes(model)
+    exact = {name: pa.from_numpy_dtype(dtype) for name, dtype in (dtypes or {}).items()}
+    fast = conforming.conforming_predictor(model)
+
+    def predict(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
+        features = batch.select(list(columns.types))
+        # Columns of exactly the signature's types, nothing missing: enforcing the schema is a no-op.
+        conforms = bool(exact) and all(
+            field.type == exact.get(field.name) and features.column(i).null_count == 0 for i, field in enumerate(features.schema)
+        )
+        try:
+            return prediction_columns(fast if conforms else model.predict, model, features.to_pandas(), threshold)
+        except (MlflowException, ValueError, TypeError) as exc:  # schema enforcement, or the model itself (e.g. NaN)
+            raise RefusedRows(short_reason(exc)) from None
+
+    return predict
+
+
 def score_file(
     model, source: Path, output: Path, keep: tuple[str, ...] = (), threshold: float = 0.5, chunk_rows: int = 100_000
 ) -> int:
     """Score `source` into `output`; returns the row count. `output` exists only if this succeeded."""
     columns = ModelColumns.from_schema(model.metadata.get_input_schema())
+    predict = batch_predictor(model, columns, threshold)
     partial = output.with_name(f".{output.name}.partial")
-    writer = TableWriter(partial, table_format(output))
-    rows = 0
     progress = tqdm(total=row_count_hint(source), unit="rows", unit_scale=True, disable=None, leave=False)
     try:
+        if csv_passthrough.applies(source, output):
+            rows = csv_passthrough.score(source, partial, columns, keep, predict, progress.update)
+        else:
+            rows = _score_tables(source, partial, table_format(output), columns, keep, predict, chunk_rows, progress.update)
+        if rows == 0:
+            raise LabError(f"{source} has a header but no rows.")
+        os.replace(partial, output)
+        return rows
+    finally:
+        progress.close()
+        partial.unlink(missing_ok=True)
+
+
+def _score_tables(source: Path, partial: Path, fmt: str, columns, keep, predict, chunk_rows: int, progress) -> int:
+    """Any input and output format: Arrow record batches in, values formatted by Arrow's writers."""
+    writer, rows = TableWriter(partial, fmt), 0
+    try:
         for batch in read_batches(source, columns, keep, chunk_rows):
-            features = batch.select(list(columns.types)).to_pandas()
             try:
-                predictions = prediction_columns(model, features, threshold)
-            except (MlflowException, ValueError, TypeError) as exc:  # schema enforcement, or the model itself (e.g. NaN)
-                raise LabError(f"{source}, rows {rows + 1}-{rows + batch.num_rows}: {short_reason(exc)}") from None
+                predictions = predict(batch)
+            except RefusedRows as exc:
+                raise LabError(f"{source}, rows {rows + 1}-{rows + batch.num_rows}: {exc}") from None
             table = pa.Table.from_batches([batch])
             for name, values in predictions.items():
                 table = table.append_column(name, pa.array(values))
             writer.write(table)
             rows += batch.num_rows
-            progress.update(batch.num_rows)
-        if rows == 0:
-            raise LabError(f"{source} has a header but no rows.")
-        writer.close()
-        os.replace(partial, output)
-        return rows
+            progress(batch.num_rows)
     finally:
-        progress.close()
         writer.close()
-        partial.unlink(missing_ok=True)
+    return rows
 
 
 def score(

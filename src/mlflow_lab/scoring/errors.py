@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 
 
+class RefusedRows(Exception):
+    """The model refused a batch of rows, for the reason given (short_reason); the caller names the rows."""
+
+
 def short_reason(exc: BaseException) -> str:
     """Why the model refused the input, in one line, without the input itself.
 

@@ -78,7 +78,7 @@ class ModelColumns:
             raise LabError(f"{source} has no column(s) {', '.join(missing_keep)} to keep.")
 
 
-def _csv_header(path: Path) -> list[str]:
+def csv_header(path: Path) -> list[str]:
     with path.open(newline="") as handle:
         header = next(csv.reader(handle), None)
     if not header:
@@ -86,7 +86,7 @@ def _csv_header(path: Path) -> list[str]:
     return header
 
 
-def _explain_csv_error(path: Path, names: list[str], columns: ModelColumns, error: pa.ArrowInvalid) -> LabError:
+def explain_csv_error(path: Path, names: list[str], columns: ModelColumns, error: pa.ArrowInvalid) -> LabError:
     match = re.search(r"In CSV column #(\d+): .*CSV conversion error to \w+: invalid value '(.*)'", str(error))
     if match:
         name = names[int(match[1])]
@@ -99,7 +99,7 @@ def _explain_csv_error(path: Path, names: list[str], columns: ModelColumns, erro
 def read_batches(path: Path, columns: ModelColumns, keep: tuple[str, ...], chunk_rows: int) -> Iterator[pa.RecordBatch]:
     """Record batches of the input, model columns cast to the model's types; keep columns as they are."""
     if table_format(path) == "csv":
-        names = _csv_header(path)
+        names = csv_header(path)
         columns.check_names(str(path), names, keep)
         types = {**columns.types, **{name: pa.string() for name in keep}}  # kept columns pass through verbatim
         try:
@@ -110,7 +110,7 @@ def read_batches(path: Path, columns: ModelColumns, keep: tuple[str, ...], chunk
             )
             yield from reader
         except pa.ArrowInvalid as exc:
-            raise _explain_csv_error(path, names, columns, exc) from None
+            raise explain_csv_error(path, names, columns, exc) from None
         return
     try:
         parquet = pq.ParquetFile(path)

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-from mlflow.types import DataType
 from mlserver import metrics as mlserver_metrics
 from mlserver.cloudevents import CloudEventsMiddleware, CloudEventsTypes
 from mlserver.codecs.numpy import to_datatype
@@ -42,8 +41,8 @@ from mlserver.settings import Settings as ServerSettings
 from mlflow_lab.stack.model_api import runtime
 
 _ROUTE = re.compile(r"^/(v2/models|models)/([^/]+)/(infer|invocations)$")
-# Column types decoded here; other signatures (tensors, strings, dates, optional columns) go to MLServer.
-_DTYPES = {DataType.double: np.dtype("float64"), DataType.long: np.dtype("int64")}
+# Signatures decoded here: conforming.signature_dtypes (required double and long columns);
+# others (tensors, strings, dates, optional columns) go to MLServer.
 _V2_DATATYPE = {np.dtype("float64"): "FP64", np.dtype("int64"): "INT64"}
 _ACCEPTED_KINDS = {np.dtype("float64"): "fi", np.dtype("int64"): "i"}  # JSON numbers a column takes
 JSON = [(b"content-type", b"application/json")]
@@ -51,18 +50,6 @@ JSON = [(b"content-type", b"application/json")]
 
 class Refused(Exception):
     """The fast path does not take this request; MLServer answers it."""
-
-
-def signature_columns(schema) -> dict[str, np.dtype] | None:
-    """Input name -> dtype when every input is a required double or long column; else None."""
-    if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
-        return None
-    columns = {}
-    for spec in schema.inputs:
-        if not spec.required or spec.type not in _DTYPES:
-            return None
-        columns[spec.name] = _DTYPES[spec.type]
-    return columns
 
 
 def _column(values: Any, dtype: np.dtype) -> np.ndarray:
@@ -136,16 +123,23 @@ class _Request:
 
 
 class Batcher:
-    """Merges the requests for one loaded model version that arrive together.
+    """Merges the requests for one loaded model version that arrive together, up to `max_requests`.
 
-    No timer: the first request schedules a flush for the event loop's next turn, so the batch
-    holds what was read from the sockets in the same turn, up to `max_requests` of them. At
-    one connection nothing waits; under load a batch fills while the previous one predicts.
+    Keep-alive clients' requests are read in the same turn of the event loop, so a flush on
+    the next turn gathers them without waiting. Requests that each come on a new connection
+    (through nginx, which keeps no connection to the API open) are read one per turn, and are
+    gathered only by waiting `max_wait`, as MLServer's batcher always does. So the batcher
+    waits only while waiting pays: every PROBE_EVERY-th lone request waits once, and waiting
+    goes on while the waits gather more than one request. A lone client never waits, but for
+    that probe.
     """
 
-    def __init__(self, model: runtime.LabMLflowRuntime, columns: dict[str, np.dtype], max_requests: int):
-        self.model, self.columns, self.max_requests = model, columns, max(1, max_requests)
+    PROBE_EVERY = 16
+
+    def __init__(self, model: runtime.LabMLflowRuntime, columns: dict[str, np.dtype], max_requests: int, max_wait: float):
+        self.model, self.columns, self.max_requests, self.max_wait = model, columns, max(1, max_requests), max_wait
         self.pending: list[_Request] = []
+        self.waiting, self.lone = False, 0
 
     def predict(self, columns: dict[str, np.ndarray], rows: int) -> asyncio.Future:
         request = _Request(columns, rows)
@@ -153,16 +147,25 @@ class Batcher:
             self._run([request])
             return request.answer
         if not self.pending:
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop = asyncio.get_running_loop()
+            if self.waiting or self.lone >= self.PROBE_EVERY:
+                loop.call_later(self.max_wait, self._flush, True)
+            else:
+                loop.call_soon(self._flush, False)
         self.pending.append(request)
         if len(self.pending) >= self.max_requests:
-            self._flush()
+            self._flush(self.waiting)
         return request.answer
 
-    def _flush(self) -> None:
+    def _flush(self, waited: bool) -> None:
         batch, self.pending = self.pending, []
-        if batch:
-            self._run(batch)
+        if not batch:
+            return
+        if waited:
+            self.waiting, self.lone = len(batch) > 1, 0
+        elif len(batch) == 1:
+            self.lone += 1
+        self._run(batch)
 
     def _run(self, batch: list[_Request]) -> None:
         if len(batch) == 1:
@@ -242,8 +245,9 @@ class FastPath:
 
     def _batcher(self, model: runtime.LabMLflowRuntime) -> Batcher | None:
         if model not in self.batchers:
-            columns = signature_columns(model._model.metadata.get_input_schema())
-            self.batchers[model] = Batcher(model, columns, model.settings.max_batch_size) if columns else None
+            columns = model._model.signature_dtypes
+            settings = model.settings
+            self.batchers[model] = Batcher(model, columns, settings.max_batch_size, settings.max_batch_time) if columns else None
         return self.batchers[model]
 
     async def _answer_v2(self, send, model, request_id: str | None, predictions: np.ndarray) -> None:
