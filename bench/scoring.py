@@ -2,10 +2,10 @@
 
 The naive way is what the book does: pandas `read_csv` -> `pyfunc.predict` -> `to_csv`.
 Both run as fresh processes on the same file with the same local model. Two figures:
-the pipeline (read, predict, write; the target applies to it) as each process reports
-it, and the process wall time including imports and model loading (about 5 s here,
-the same for both). Peak RSS is measured by a small launcher process (`wait4`), because
-a child forked straight from this big process would inherit its high-water mark.
+the pipeline (read, predict, write) as each process reports it, and the process wall time
+including imports and model loading; the targets are 8x and 4x. Peak RSS is measured by a
+small launcher process (`wait4`), because a child forked straight from this big process
+would inherit its high-water mark.
 Then the job scores a file ten times larger, to show that its memory does not grow.
 """
 
@@ -26,6 +26,12 @@ from mlflow.models import infer_signature
 from sklearn.linear_model import ElasticNet
 
 from mlflow_lab.jobs import train_wine
+from mlflow_lab.scoring import csv_passthrough
+
+JOB_SETTINGS = (
+    f"`lab-job score --no-log-run`, CSV passthrough, {csv_passthrough.BLOCK_BYTES >> 20} MB blocks, "
+    f"{csv_passthrough.THREADS} threads, {csv_passthrough.IN_FLIGHT} blocks in flight"
+)
 
 NAIVE = """
 import sys, time, mlflow, pandas as pd
@@ -91,12 +97,16 @@ def run(rows: int = 1_000_000, large_rows: int = 10_000_000) -> dict[str, float]
         big = measure([*job_command, str(large), "--output", str(work / "large.predictions.csv")])
 
     print("\n== batch scoring, wine model (read CSV, predict, write CSV) ==")
+    print(f"naive pandas: read_csv, pyfunc.predict, to_csv; lab job: {JOB_SETTINGS}")
     for label, count, m in (("naive pandas", rows, naive), ("lab job", rows, job), ("lab job", large_rows, big)):
         print(
             f"{label:12} {count:>10,} rows: pipeline {m.pipeline_s:6.2f} s ({count / m.pipeline_s:>9,.0f} rows/s)"
             f"  process {m.wall_s:6.2f} s  peak RSS {m.peak_mb:5.0f} MB"
         )
     speedup, memory_growth = naive.pipeline_s / job.pipeline_s, big.peak_mb / job.peak_mb
-    print(f"speed-up vs naive: pipeline {speedup:.2f}x (target: at least 4x), whole process {naive.wall_s / job.wall_s:.2f}x")
+    print(
+        f"speed-up vs naive: pipeline {speedup:.2f}x (target: at least 8x), "
+        f"whole process {naive.wall_s / job.wall_s:.2f}x (target: at least 4x)"
+    )
     print(f"peak RSS, {large_rows // rows}x the rows: {memory_growth:.3f}x (target: at most 1.20x)")
     return {"speedup": speedup, "process_speedup": naive.wall_s / job.wall_s, "memory_growth": memory_growth}

@@ -14,6 +14,7 @@ import sys
 import typer
 
 from mlflow_lab.errors import run_cli
+from mlflow_lab.jobs import collector_paused
 
 # Each command's module is imported only when that command runs (all of them for --help):
 # `score` never pays for the training libraries (xgboost, matplotlib, scipy's search spaces).
@@ -53,7 +54,9 @@ def __getattr__(name: str) -> typer.Typer:
 def main() -> None:
     if not sys.stderr.isatty():  # keep logs and error output free of progress-bar noise
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    run_cli(build_app(sys.argv[1:]))
+    with collector_paused():
+        app = build_app(sys.argv[1:])
+    run_cli(app)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from mlflow_lab import registry
 from mlflow_lab.errors import LabError
+from mlflow_lab.jobs import collector_paused
 from mlflow_lab.jobs.runs import job_runs
 from mlflow_lab.scoring import CLASSIFIER_TASK, conforming, csv_passthrough
 from mlflow_lab.scoring.errors import RefusedRows, short_reason
@@ -78,7 +79,8 @@ def load_model(model_uri: str) -> tuple[PyFuncModel, str]:
     try:
         # suppress_warnings skips comparing the model's pip requirements with this environment
         # (~0.5 s of scanning installed packages per job); the lab's images pin both sides.
-        return mlflow.pyfunc.load_model(concrete, suppress_warnings=True), concrete
+        with collector_paused():
+            return mlflow.pyfunc.load_model(concrete, suppress_warnings=True), concrete
     except (MlflowException, OSError) as exc:
         raise LabError(f"could not load model {model_uri}: {str(exc).splitlines()[0]}") from None
 

@@ -35,6 +35,7 @@ from mlflow_lab.scoring.tables import ModelColumns, csv_header, explain_csv_erro
 
 BLOCK_BYTES = 4 << 20  # ~50k rows of 13 numbers: few calls to the model, bounded memory
 IN_FLIGHT = 4  # blocks read ahead of the writer (memory: ~4 x 3 x BLOCK_BYTES)
+THREADS = 2  # parse and predict blocks; the calling thread writes
 Predict = Callable[[pa.RecordBatch], dict[str, np.ndarray]]  # output columns; raises RefusedRows
 
 
@@ -98,8 +99,10 @@ def _append(block: bytes, lines: int, columns: list[pa.Array]) -> pa.Buffer:
     offsets[0], offsets[1:] = 0, ends + 1
     with_newlines = pa.LargeBinaryArray.from_buffers(pa.large_binary(), lines, [None, pa.py_buffer(offsets), pa.py_buffer(block)])
     bare = pc.binary_slice(with_newlines, 0, -1)
-    joined = pc.binary_join_element_wise(bare, *(c.cast(pa.large_binary()) for c in columns), pa.scalar(b",", pa.large_binary()))
-    joined = pc.binary_join_element_wise(joined, pa.scalar(b"", pa.large_binary()), pa.scalar(b"\n", pa.large_binary()))
+    # The newline goes on the (short) predictions, so the long lines are copied once more, not twice.
+    binary = [c.cast(pa.large_binary()) for c in columns]
+    binary[-1] = pc.binary_join_element_wise(binary[-1], pa.scalar(b"", pa.large_binary()), pa.scalar(b"\n", pa.large_binary()))
+    joined = pc.binary_join_element_wise(bare, *binary, pa.scalar(b",", pa.large_binary()))
     _, offsets_buffer, data = joined.buffers()
     bounds = np.frombuffer(offsets_buffer, dtype=np.int64)[joined.offset : joined.offset + lines + 1]
     return data.slice(int(bounds[0]), int(bounds[-1] - bounds[0]))
@@ -116,7 +119,7 @@ def score(
     with (
         source.open("rb") as handle,
         output.open("wb") as out,
-        ThreadPoolExecutor(2, thread_name_prefix="score") as pool,
+        ThreadPoolExecutor(THREADS, thread_name_prefix="score") as pool,
     ):
         handle.readline()  # the header, read above
         pending: collections.deque[Future] = collections.deque()

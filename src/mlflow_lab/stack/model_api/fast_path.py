@@ -240,7 +240,8 @@ class FastPath:
         if any(len(array) != rows for array in columns.values()):
             raise Refused
         if v2 and rows < batcher.max_requests:  # MLServer's metric of requests entering its batcher
-            self.queue.labels(model_name=model.name, model_version=model.registry_version).observe(len(batcher.pending))
+            # labelled as MLServer labels it (model_context): the settings' version, "" for ours
+            self.queue.labels(model_name=model.name, model_version=model.settings.version or "").observe(len(batcher.pending))
         return parsed, await batcher.predict(columns, rows)
 
     def _batcher(self, model: runtime.LabMLflowRuntime) -> Batcher | None:
