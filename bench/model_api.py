@@ -43,7 +43,7 @@ def _config(server, workers, batch_size, batch_time) -> tuple[str, dict[str, str
 
 DEFAULT = _config(*(parse_env_file(ENV_EXAMPLE)[name] for name in TUNABLES))  # the lab's defaults
 # The lab's fast path (default), then MLServer's own request handling with the previous defaults.
-CONFIGS = list(dict([DEFAULT, _config("lab", 0, 64, 0.002), _config("mlserver", 0, 16, 0.001)]).items())
+CONFIGS = list(dict([DEFAULT, _config("lab", 0, 16, 0.001), _config("mlserver", 0, 16, 0.001)]).items())
 
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")

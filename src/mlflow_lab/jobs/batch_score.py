@@ -3,8 +3,10 @@
 Loads `models:/<name>/Production` (or any model URI), pinned to the version it resolved,
 reads the input (local path, `s3://`, `mlflow-artifacts:/`, `runs:/`) chunk by chunk,
 checks it against the model's signature, and writes the input rows with the predictions
-beside them. Classifiers (model metadata `task: binary-classification`) get a
-`probability` and a 0/1 `decision` column; other models a `prediction` column. The output
+beside them (CSV to CSV: the input's text with the predictions appended, scoring/
+csv_passthrough; otherwise Arrow's readers and writers, scoring/tables). Classifiers (model
+metadata `task: binary-classification`) get a `probability` and a 0/1 `decision` column;
+other models a `prediction` column. The output
 appears under its final name only when complete, and the job is logged as a
 `batch_scoring` run.
 """

@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import csv
 import io
-import mmap
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -40,11 +39,18 @@ Predict = Callable[[pa.RecordBatch], dict[str, np.ndarray]]  # output columns; r
 
 
 def applies(source: Path, output: Path) -> bool:
-    if table_format(source) != "csv" or table_format(output) != "csv" or source.stat().st_size == 0:
+    if table_format(source) != "csv" or table_format(output) != "csv":
         return False
-    with source.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        body = data.find(b"\n") + 1
-        return body > 0 and data.find(b'"', body) == -1 and data.find(b"\r") == -1
+    # Read in chunks, not mapped: the pages of a mapped file count towards the job's memory.
+    with source.open("rb") as handle:
+        if not handle.readline().endswith(b"\n"):
+            return False
+        chunk = bytearray(BLOCK_BYTES)
+        while size := handle.readinto(chunk):
+            view = chunk[:size] if size < len(chunk) else chunk
+            if b'"' in view or b"\r" in view:
+                return False
+    return True
 
 
 def _blocks(handle: BinaryIO):
