@@ -29,18 +29,19 @@ SUMMARY = __doc__.split("\n\n")[0]
 
 def build_app(argv: list[str] | None = None) -> typer.Typer:
     """The CLI with the commands `argv` names (every command when it names none of them)."""
-    wanted = argv[0] if argv else None
+    argv = argv or []
+    wanted = argv[0] if argv and argv[0] in (*COMMANDS, "train") else None  # None: all (help, typos)
     app = typer.Typer(help=SUMMARY, no_args_is_help=True, pretty_exceptions_enable=False)
     app.callback()(lambda: None)  # a group even with one command registered: `lab-job score ...`
-    if wanted in (None, "train") or wanted not in COMMANDS:
+    if wanted in (None, "train"):
         train = typer.Typer(help="Train a lab model and register a version.", no_args_is_help=True)
-        trainer = argv[1] if argv and len(argv) > 1 and argv[1] in TRAINERS else None
+        trainer = argv[1] if wanted and len(argv) > 1 and argv[1] in TRAINERS else None
         for name, module in TRAINERS.items():
             if trainer in (None, name):
                 train.command(name)(importlib.import_module(module).main)
         app.add_typer(train, name="train")
     for name, module in COMMANDS.items():
-        if wanted in (None, name) or wanted not in (*COMMANDS, "train"):
+        if wanted in (None, name):
             app.command(name)(importlib.import_module(module).main)
     return app
 

@@ -102,16 +102,14 @@ def prediction_columns(predict: Callable, model: PyFuncModel, features: pd.DataF
 
 def batch_predictor(model: PyFuncModel, columns: ModelColumns, threshold: float) -> Callable[[pa.RecordBatch], dict]:
     """Output columns for a batch of input rows; RefusedRows when the model refuses them."""
-    dtypes = conforming.signature_dtypes(model)
-    exact = {name: pa.from_numpy_dtype(dtype) for name, dtype in (dtypes or {}).items()}
+    # The readers give every batch the signature's column types (ModelColumns); for a signature of
+    # double and long columns only, a batch with nothing missing is what schema enforcement would make.
+    exact = conforming.signature_dtypes(model) is not None
     fast = conforming.conforming_predictor(model)
 
     def predict(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
         features = batch.select(list(columns.types))
-        # Columns of exactly the signature's types, nothing missing: enforcing the schema is a no-op.
-        conforms = bool(exact) and all(
-            field.type == exact.get(field.name) and features.column(i).null_count == 0 for i, field in enumerate(features.schema)
-        )
+        conforms = exact and all(column.null_count == 0 for column in features.columns)
         try:
             return prediction_columns(fast if conforms else model.predict, model, features.to_pandas(), threshold)
         except (MlflowException, ValueError, TypeError) as exc:  # schema enforcement, or the model itself (e.g. NaN)

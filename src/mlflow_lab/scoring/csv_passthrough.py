@@ -87,7 +87,6 @@ class _Block:
             predictions = self.predict(table.combine_chunks().to_batches()[0])
         except RefusedRows as exc:
             raise RefusedRows(str(exc), table.num_rows) from None
-        text = [pc.cast(pa.array(values), pa.string()) for values in predictions.values()]
         if table.num_rows != lines:  # blank lines: write this block from its parsed values
             with_predictions = table
             for name, values in predictions.items():
@@ -95,6 +94,7 @@ class _Block:
             out = io.BytesIO()
             pa_csv.write_csv(with_predictions, out, pa_csv.WriteOptions(include_header=False))
             return table.num_rows, list(predictions), out.getvalue()
+        text = [pc.cast(pa.array(values), pa.string()) for values in predictions.values()]
         return lines, list(predictions), _append(block, lines, text)
 
 

@@ -43,7 +43,6 @@ from mlflow_lab.stack.model_api import runtime
 _ROUTE = re.compile(r"^/(v2/models|models)/([^/]+)/(infer|invocations)$")
 # Signatures decoded here: conforming.signature_dtypes (required double and long columns);
 # others (tensors, strings, dates, optional columns) go to MLServer.
-_V2_DATATYPE = {np.dtype("float64"): "FP64", np.dtype("int64"): "INT64"}
 _ACCEPTED_KINDS = {np.dtype("float64"): "fi", np.dtype("int64"): "i"}  # JSON numbers a column takes
 JSON = [(b"content-type", b"application/json")]
 
@@ -75,7 +74,7 @@ def decode_v2(body: Any, columns: dict[str, np.dtype]) -> dict[str, np.ndarray]:
             raise Refused
         name, shape = tensor["name"], tensor["shape"]
         dtype = columns.get(name)
-        if dtype is None or name in decoded or tensor["datatype"] != _V2_DATATYPE[dtype]:
+        if dtype is None or name in decoded or tensor["datatype"] != to_datatype(dtype).value:
             raise Refused
         array = _column(tensor["data"], dtype)
         if shape != [len(array)]:
