@@ -241,6 +241,13 @@ def test_batch_scoring_killed_halfway_leaves_no_output_and_a_rerun_succeeds(lab,
     train_psystock.train(experiment=name, register_as=name, days=200, n_estimators=5)
     source, output = tmp_path / "input.csv", tmp_path / "scored.csv"
     sample_input.build("psystock", rows=400_000, seed=1).to_csv(source, index=False)
+    # The job scores 400,000 rows in a fraction of a second; ten times them keep it writing
+    # for seconds, so the moment "it started writing" is not missed.
+    rows = 400_000 * 10
+    lines = source.read_bytes().split(b"\n", 1)[1]
+    with source.open("ab") as more:
+        for _ in range(9):
+            more.write(lines)
     command = [
         sys.executable,
         "-m",
@@ -258,7 +265,7 @@ def test_batch_scoring_killed_halfway_leaves_no_output_and_a_rerun_succeeds(lab,
     assert not output.exists(), "no output under the final name"
     rerun = subprocess.run(command, env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert sum(1 for _ in output.open()) == 400_001
+    assert sum(1 for _ in output.open()) == rows + 1
 
 
 def test_training_killed_mid_run_registers_nothing_and_the_next_up_marks_its_runs_failed(lab, mlflow_client):
