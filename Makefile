@@ -4,7 +4,7 @@ VENV := .venv
 LAB  := $(VENV)/bin/lab
 PY   := $(VENV)/bin/python
 
-.PHONY: help venv up down status logs env train promote score users backup restore model-image k8s test test-static bench lock clean
+.PHONY: help venv up down status logs env train promote score users backup restore model-image k8s test test-fast bench lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,11 +62,12 @@ K8S ?= all-in-one
 k8s: venv ## Print the Kubernetes manifests of K8S (all-in-one, external or kserve) with .env's settings: make -s k8s | kubectl apply -f -
 	@$(LAB) k8s render $(K8S)
 
-test: venv ## Run all tests (stack tests run against both runners, on stacks they start on free ports)
+# docs/testing.md: behaviour tests once (Compose if an engine answers), contract tests per runner.
+test: venv ## Run every test, as CI does (starts its own stacks on free ports and removes them)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-test-static: venv ## Only the static checks (Compose schema, Dockerfile lint, drift)
-	@$(PY) -m pytest tests/static $(PYTEST_ARGS)
+test-fast: venv ## Unit and static checks only, no stack (the edit-test loop, under a minute)
+	@$(PY) -m pytest tests/unit tests/static $(PYTEST_ARGS)
 
 bench: venv ## Benchmarks, ratios measured side by side in one run (BENCH="scoring tracking" picks some; BENCH_RUNNER=compose)
 	@$(PY) -m bench $(BENCH)

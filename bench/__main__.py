@@ -7,7 +7,7 @@ import platform
 import sys
 
 from bench import model_api, scoring, startup, tracking
-from bench.stacks import bench_stack
+from bench.stacks import bench_lab
 
 STACK_BENCHMARKS = {"tracking": tracking.run, "model_api": model_api.run}  # need a running lab: they share one throwaway stack
 LOCAL_BENCHMARKS = {"scoring": scoring.run, "startup": startup.run}  # start what they need
@@ -28,7 +28,7 @@ def main(names: list[str]) -> None:
     if stack_names:
         runner = os.environ.get("BENCH_RUNNER", "native")
         print(f"stack: {runner} runner")
-        with bench_stack(runner) as lab:
+        with bench_lab(runner) as lab:
             for name in stack_names:
                 STACK_BENCHMARKS[name](lab)
 

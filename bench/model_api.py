@@ -22,12 +22,12 @@ from pathlib import Path
 
 import mlflow
 
-from bench.stacks import BenchStack
+from bench.stacks import native_stack
 from mlflow_lab.jobs import promote, sample_input, train_wine
 from mlflow_lab.native import ospackages
 from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.settings import ENV_EXAMPLE, parse_env_file
-from tests.native.harness import extra_model_api
+from mlflow_lab.testing.stacks import Lab, extra_model_api
 
 MODEL = "wine-quality"
 SECONDS = 6
@@ -105,8 +105,8 @@ def _api_with(stack: NativeStack, overrides: dict):
         stack.supervisorctl("start", "model-api", check=False)
 
 
-def run(lab: BenchStack) -> dict:
-    stack = lab.native()
+def run(lab: Lab) -> dict:
+    stack = native_stack(lab)
     ospackages.ensure_installed({"wrk": "wrk"}, needed_by="the model API benchmark")
     s = stack.settings
     base, auth = s.tracking_uri("127.0.0.1"), (s["LAB_USER"], s["LAB_PASSWORD"])

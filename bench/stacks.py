@@ -1,45 +1,39 @@
-"""The throwaway stack a benchmark runs against: native (default) or Compose (BENCH_RUNNER=compose)."""
+"""The throwaway lab a benchmark runs against: native (default) or Compose (BENCH_RUNNER=compose),
+from the lab's test kit (mlflow_lab.testing). Under Compose it is the tests' own lab: STAND-IN
+base images where no registry answers, and the override that publishes the tracking server's
+port on loopback for the direct path."""
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from collections.abc import Iterator
 
-from mlflow_lab.compose import ComposeStack
 from mlflow_lab.native.runner import NativeStack
-from mlflow_lab.settings import Settings
-from tests.native.harness import ephemeral_stack
+from mlflow_lab.testing.stacks import Lab, native_lab
 
 RUNNERS = ("native", "compose")
 
 
-@dataclass
-class BenchStack:
-    runner: str
-    settings: Settings
-    stack: NativeStack | ComposeStack
+def mlflow_address(lab: Lab) -> tuple[str, int]:
+    """The tracking server without nginx."""
+    return lab.stack.address("mlflow", "MLFLOW_PORT")
 
-    def mlflow_address(self) -> tuple[str, int]:
-        """The tracking server without nginx (Compose: published on loopback by the tests' override)."""
-        if isinstance(self.stack, ComposeStack):
-            return self.stack.address("mlflow", self.settings.int("MLFLOW_PORT"))
-        return "127.0.0.1", self.settings.int("MLFLOW_PORT")
 
-    def native(self) -> NativeStack:
-        if not isinstance(self.stack, NativeStack):
-            raise SystemExit("this benchmark runs on the native runner only (BENCH_RUNNER=native)")
-        return self.stack
+def native_stack(lab: Lab) -> NativeStack:
+    if not isinstance(lab.stack, NativeStack):
+        raise SystemExit("this benchmark runs on the native runner only (BENCH_RUNNER=native)")
+    return lab.stack
 
 
 @contextlib.contextmanager
-def bench_stack(runner: str):
+def bench_lab(runner: str) -> Iterator[Lab]:
     if runner == "compose":
-        from tests.compose.harness import compose_stack  # base images, Compose v2, throwaway .env
+        from tests.compose.harness import compose_test_lab
 
-        with compose_stack() as (stack, settings, _):
-            yield BenchStack("compose", settings, stack)
+        with compose_test_lab() as lab:
+            yield lab
     elif runner == "native":
-        with ephemeral_stack() as stack:
-            yield BenchStack("native", stack.settings, stack)
+        with native_lab() as lab:
+            yield lab
     else:
         raise SystemExit(f"BENCH_RUNNER must be one of {', '.join(RUNNERS)}; got {runner!r}")

@@ -12,7 +12,8 @@ import time
 
 import requests
 
-from bench.stacks import BenchStack
+from bench.stacks import mlflow_address
+from mlflow_lab.testing.stacks import Lab
 
 CLIENTS = 8
 ROUNDS = 4
@@ -45,10 +46,10 @@ def _throughput(url: str, auth, run_id: str) -> float:
     return sum(calls) / (time.monotonic() - started)
 
 
-def run(lab: BenchStack) -> dict[str, float]:
+def run(lab: Lab) -> dict[str, float]:
     s = lab.settings
     proxied = (f"http://127.0.0.1:{s['LAB_HTTP_PORT']}", (s["LAB_USER"], s["LAB_PASSWORD"]))
-    host, port = lab.mlflow_address()
+    host, port = mlflow_address(lab)
     direct = (f"http://{host}:{port}", None)
     session = requests.Session()
     session.auth = proxied[1]

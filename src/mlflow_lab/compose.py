@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 from mlflow_lab import jobs
@@ -34,13 +35,14 @@ def _version(text: str) -> tuple[int, ...] | None:
     return tuple(int(part) for part in found.groups() if part is not None) if found else None
 
 
-def find_compose() -> list[str]:
-    """The Compose v2 command: the `docker compose` plugin, else a standalone `docker-compose`."""
+def find_compose(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The Compose v2 command: the `docker compose` plugin, else a standalone `docker-compose`
+    (`environ`: the environment it runs in, e.g. DOCKER_CONFIG naming the plugins' folder)."""
     found: list[str] = []
     for command in (["docker", "compose"], ["docker-compose"]):
         if shutil.which(command[0]) is None:
             continue
-        result = subprocess.run([*command, "version", "--short"], capture_output=True, text=True)
+        result = subprocess.run([*command, "version", "--short"], capture_output=True, text=True, env=environ)
         version = _version(result.stdout) if result.returncode == 0 else None
         if version and version >= MIN_COMPOSE:
             return command
@@ -122,22 +124,24 @@ def port_taken(address: str, port: int) -> bool:
 
 
 class ComposeStack:
-    """`docker compose` for this checkout, with the lab's .env (COMPOSE_FILE may add files)."""
+    """`docker compose` for this checkout, with the lab's .env (COMPOSE_FILE may add files).
+    `environ`: the environment Compose runs in (default: this process's)."""
 
     name = "compose"
 
-    def __init__(self, settings: Settings, env_file: Path = ENV_FILE):
+    def __init__(self, settings: Settings, env_file: Path = ENV_FILE, environ: Mapping[str, str] | None = None):
         self.settings = settings
         self.env_file = env_file
+        self.environ = dict(os.environ if environ is None else environ)
 
     def describe(self, reason: str) -> str:
         return f"runner: Compose ({reason})"
 
     def command(self, *args: str) -> list[str]:
-        return [*find_compose(), "--env-file", str(self.env_file), *args]
+        return [*find_compose(self.environ), "--env-file", str(self.env_file), *args]
 
     def run(self, *args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(self.command(*args), cwd=REPO_ROOT, capture_output=capture, text=True)
+        result = subprocess.run(self.command(*args), cwd=REPO_ROOT, capture_output=capture, text=True, env=self.environ)
         if check and result.returncode != 0:
             raise LabError(f"`docker compose {' '.join(args)}` failed (exit {result.returncode}).")
         return result
@@ -224,15 +228,46 @@ class ComposeStack:
         # The server image's own client programs (pg_dump must not be older than the server),
         # connected by the container's own settings: no password on the host's command line.
         connect = 'PGUSER="$POSTGRES_USER" PGPASSWORD="$POSTGRES_PASSWORD" PGDATABASE="$POSTGRES_DB" exec "$@"'
-        return self.command("exec", "-T", "postgres", "sh", "-c", connect, "sh", *argv), dict(os.environ)
+        return self.command("exec", "-T", "postgres", "sh", "-c", connect, "sh", *argv), dict(self.environ)
 
     def run_init(self) -> None:
         result = self.run("run", "--rm", "--no-deps", "init", capture=True, check=False)
         if result.returncode != 0:
             raise LabError(f"init failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
 
-    def address(self, service: str, port: int) -> tuple[str, int]:
-        """Where a port of a service is published on the host (tests publish internals this way)."""
-        out = self.run("port", service, str(port), capture=True).stdout.strip()
+    # --- one service ----------------------------------------------------------------
+    def restart(self, *services: str) -> None:
+        self.run("restart", *services, capture=True)
+        self.run("up", "--detach", "--wait", capture=True)  # until healthy again
+
+    def stop_service(self, service: str) -> None:
+        self.run("stop", service, capture=True)
+
+    def start_service(self, service: str) -> None:
+        self.run("up", "--detach", "--wait", capture=True)
+
+    def _inspect(self, service: str, template: str) -> str:
+        container = self.run("ps", "--all", "--quiet", service, capture=True).stdout.strip()
+        if not container:
+            return ""
+        found = subprocess.run(["docker", "inspect", "--format", template, container], capture_output=True, text=True)
+        return found.stdout.strip() if found.returncode == 0 else ""
+
+    def main_pid(self, service: str) -> int:
+        return int(self._inspect(service, "{{.State.Pid}}") or 0)
+
+    def exec(self, service: str, argv: list[str]) -> subprocess.CompletedProcess:
+        return self.run("exec", "-T", service, *argv, capture=True, check=False)
+
+    def data_dir(self, service: str) -> Path:
+        source = self._inspect(service, '{{range .Mounts}}{{if eq .Type "volume"}}{{.Source}}{{end}}{{end}}')
+        if not source:
+            raise LabError(f"service {service} has no running container with a named volume.")
+        return Path(source)
+
+    def address(self, service: str, setting: str) -> tuple[str, int]:
+        # Inside the stack PostgreSQL always listens on 5432 (x-db-env); other ports are settings.
+        internal = 5432 if setting == "POSTGRES_PORT" else self.settings.int(setting)
+        out = self.run("port", service, str(internal), capture=True).stdout.strip()
         host, _, published = out.rpartition(":")
         return host, int(published)

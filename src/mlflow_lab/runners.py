@@ -57,6 +57,33 @@ class Runner(Protocol):
     def run_init(self) -> None:
         """Run the one-shot init step again (schema upgraded to this MLflow's head, bucket)."""
 
+    # --- one service, for tests and tools (no caller branches on the runner) ---------------
+    def restart(self, *services: str) -> None:
+        """Restart these services and wait until every service is healthy again."""
+
+    def stop_service(self, service: str) -> None:
+        """Stop one service (the others keep running)."""
+
+    def start_service(self, service: str) -> None:
+        """Start a stopped service again and wait until every service is healthy."""
+
+    def main_pid(self, service: str) -> int:
+        """The PID, on this machine, of the service's main process; 0 when it is not running."""
+
+    def exec(self, service: str, argv: list[str]) -> subprocess.CompletedProcess:
+        """Run a command beside a running service: in its container, or natively as its user
+        with its environment; output captured, never raises on a non-zero exit."""
+
+    def data_dir(self, service: str) -> Path:
+        """Where the service keeps its data, as a path on this machine (a volume's mount point)."""
+
+    def address(self, service: str, setting: str) -> tuple[str, int]:
+        """Host and port where this machine reaches the service's port named by `setting`
+        (under Compose only ports a compose file publishes, e.g. the tests' internals.yaml)."""
+
+    def log_tail(self, service: str, lines: int = 30) -> str:
+        """The last lines of one service's log."""
+
 
 def docker_engine_answers() -> bool:
     if shutil.which("docker") is None:

@@ -15,7 +15,9 @@ from urllib.parse import quote
 
 from mlflow_lab.errors import LabError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The lab's checkout (compose.yaml, .env.example, services/, nginx/): this package's own
+# source tree, or LAB_HOME for the package installed from its wheel (the testing kit).
+REPO_ROOT = Path(os.environ.get("LAB_HOME") or Path(__file__).resolve().parents[2])
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 ENV_FILE = Path(os.environ.get("LAB_ENV_FILE", REPO_ROOT / ".env"))
 

@@ -22,23 +22,11 @@ import pytest
 import requests
 from mlflow.exceptions import MlflowException
 
-from mlflow_lab.compose import ComposeStack
 from mlflow_lab.jobs import promote, sample_input, train_psystock
 from mlflow_lab.registry import stage_api
 
 pytestmark = pytest.mark.stack
 RECOVERY_BOUND_S = 120  # supervision's restart plus the server's start, with CI headroom
-
-
-def main_pid(lab, service: str) -> int:
-    stack = lab.require_internals()
-    if isinstance(stack, ComposeStack):
-        container = stack.run("ps", "-q", service, capture=True).stdout.strip()
-        inspected = subprocess.run(
-            ["docker", "inspect", "-f", "{{.State.Pid}}", container], capture_output=True, text=True, check=True
-        )
-        return int(inspected.stdout)
-    return int(stack.supervisorctl("pid", service, check=False).stdout.strip() or 0)
 
 
 def wait_until_tracking_answers(lab, since: float) -> float:
@@ -56,7 +44,7 @@ def assert_supervised_again(lab, service: str, victim: int) -> None:
     """The service runs again under its supervisor, and nothing of the killed one is left
     (natively its children, e.g. uvicorn, would otherwise keep the port)."""
     deadline = time.monotonic() + RECOVERY_BOUND_S
-    while main_pid(lab, service) in (victim, 0):
+    while lab.require_internals().main_pid(service) in (victim, 0):
         assert time.monotonic() < deadline, f"{service} was not restarted"
         time.sleep(0.5)
     while living_in_group(victim):  # the killed process's group (supervisord's, or the container's)
@@ -77,6 +65,7 @@ def living_in_group(group: int) -> list[int]:
     return found
 
 
+@pytest.mark.contract  # supervision: supervisord natively, the restart policy under Compose
 def test_tracking_server_killed_while_a_client_logs_every_100_ms(lab, mlflow_client):
     run = mlflow_client.create_run(mlflow_client.create_experiment(f"faults-{uuid.uuid4().hex[:8]}")).info.run_id
     logged, failures, stop = [], [], threading.Event()
@@ -97,7 +86,7 @@ def test_tracking_server_killed_while_a_client_logs_every_100_ms(lab, mlflow_cli
     try:
         time.sleep(2)
         before = len(logged)
-        victim = main_pid(lab, "mlflow")
+        victim = lab.require_internals().main_pid("mlflow")
         os.kill(victim, signal.SIGKILL)
         killed = time.monotonic()
         assert_supervised_again(lab, "mlflow", victim)
@@ -122,6 +111,7 @@ def test_tracking_server_killed_while_a_client_logs_every_100_ms(lab, mlflow_cli
         assert "Traceback" not in error and error, f"step {step} failed without a clear error"
 
 
+@pytest.mark.contract
 def test_postgres_killed_during_writes_loses_no_committed_run(lab, mlflow_client):
     experiment = mlflow_client.create_experiment(f"faults-pg-{uuid.uuid4().hex[:8]}")
     committed, failures, stop = [], [], threading.Event()
@@ -141,7 +131,7 @@ def test_postgres_killed_during_writes_loses_no_committed_run(lab, mlflow_client
     writer.start()
     try:
         time.sleep(2)
-        victim = main_pid(lab, "postgres")
+        victim = lab.require_internals().main_pid("postgres")
         os.kill(victim, signal.SIGKILL)
         killed = time.monotonic()
         assert_supervised_again(lab, "postgres", victim)
@@ -161,18 +151,6 @@ def test_postgres_killed_during_writes_loses_no_committed_run(lab, mlflow_client
     assert all(error and "Traceback" not in error for error in failures)
 
 
-def stop_or_start(lab, action: str, service: str) -> None:
-    stack = lab.require_internals()
-    if isinstance(stack, ComposeStack):
-        stack.run(action, service, capture=True)
-        if action == "start":
-            stack.run("up", "--detach", "--wait", capture=True)
-    else:
-        stack.supervisorctl(action, service)
-        if action == "start":
-            stack.wait_ready([service])
-
-
 def test_s3_down_during_uploads_gives_errors_and_leaves_no_dangling_version(lab, mlflow_client, tmp_path, monkeypatch):
     name = f"faults-s3-{uuid.uuid4().hex[:6]}"
     train_psystock.train(experiment=name, register_as=name, days=200, n_estimators=5)
@@ -182,7 +160,8 @@ def test_s3_down_during_uploads_gives_errors_and_leaves_no_dangling_version(lab,
     artifact = tmp_path / "notes.txt"
     artifact.write_text("written while the bucket was away\n")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # the error, not minutes of backoff
-    stop_or_start(lab, "stop", "s3")
+    stack = lab.require_internals()
+    stack.stop_service("s3")
     try:
         run = mlflow_client.create_run(mlflow_client.get_experiment_by_name(name).experiment_id).info.run_id
         started = time.monotonic()
@@ -195,7 +174,7 @@ def test_s3_down_during_uploads_gives_errors_and_leaves_no_dangling_version(lab,
             train_psystock.train(experiment=name, register_as=name, days=200, n_estimators=5)  # log_model + register
         print(f"{lab.runner}: log_model refused in {time.monotonic() - started:.1f} s")
     finally:
-        stop_or_start(lab, "start", "s3")
+        stack.start_service("s3")
         monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
     versions = mlflow_client.search_model_versions(f"name = '{name}'")
     assert [v.version for v in versions] == ["1"], "no version registered while its files could not be written"
@@ -271,7 +250,7 @@ def test_batch_scoring_killed_halfway_leaves_no_output_and_a_rerun_succeeds(lab,
 def test_training_killed_mid_run_registers_nothing_and_the_next_up_marks_its_runs_failed(lab, mlflow_client):
     from mlflow.entities import ViewType
 
-    from tests.compose.harness import lab_cli
+    from mlflow_lab.testing.stacks import lab_cli
 
     name = f"faults-train-{uuid.uuid4().hex[:6]}"
     command = [sys.executable, "-m", "mlflow_lab.jobs", "train", "wine-quality", "--experiment", name, "--register-as", name]
@@ -353,18 +332,6 @@ def test_64_clients_logging_for_30_s_get_no_error_and_stay_within_the_connection
         assert "QueuePool limit" not in lab.log_tail("mlflow", 2000)
 
 
-def s3_data_dir(lab) -> Path:
-    """Where the S3 server keeps its data, as a path on this machine."""
-    stack = lab.require_internals()
-    if isinstance(stack, ComposeStack):
-        volume = f"{lab.settings['COMPOSE_PROJECT_NAME']}_s3-data"
-        inspected = subprocess.run(
-            ["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", volume], capture_output=True, text=True, check=True
-        )
-        return Path(inspected.stdout.strip())
-    return stack.state / "s3"
-
-
 def move_tree(source: Path, target: Path) -> None:
     """Copy everything of `source` (owners, modes) into the existing `target`, then empty `source`."""
     subprocess.run(["cp", "-a", f"{source}/.", str(target)], check=True)
@@ -378,10 +345,11 @@ def s3_data_on_a_small_disk(lab, free_mb: int):
     dedicated data disk fills up; moved back to where it was afterwards."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small filesystem under the S3 server's data needs root")
-    data = s3_data_dir(lab)
+    stack = lab.require_internals()
+    data = stack.data_dir("s3")
     aside = data.with_name(f"{data.name}.faults-aside")
     owner = data.stat()
-    stop_or_start(lab, "stop", "s3")
+    stack.stop_service("s3")
     aside.mkdir()
     move_tree(data, aside)
     used_mb = sum(p.stat().st_size for p in aside.rglob("*") if p.is_file()) // (1 << 20)
@@ -391,16 +359,16 @@ def s3_data_on_a_small_disk(lab, free_mb: int):
         if mounted.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
         move_tree(aside, data)
-        stop_or_start(lab, "start", "s3")
+        stack.start_service("s3")
         yield data
-        stop_or_start(lab, "stop", "s3")
+        stack.stop_service("s3")
         move_tree(data, aside)
     finally:
         if mounted.returncode == 0:
             subprocess.run(["umount", str(data)], check=True)
         move_tree(aside, data)
         aside.rmdir()
-        stop_or_start(lab, "start", "s3")
+        stack.start_service("s3")
 
 
 def fill(folder: Path, leave_bytes: int) -> Path:

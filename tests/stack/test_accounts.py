@@ -10,8 +10,7 @@ import sys
 import pytest
 import requests
 
-from mlflow_lab.compose import ComposeStack
-from tests.compose.harness import lab_cli
+from mlflow_lab.testing.stacks import lab_cli
 
 pytestmark = pytest.mark.stack
 LOG_A_RUN = "import mlflow; mlflow.set_experiment('accounts')\nwith mlflow.start_run() as run: print('RUN', run.info.run_id)"
@@ -23,10 +22,7 @@ def users(lab, *args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def stored(lab) -> str:
     """The accounts file as nginx keeps it."""
-    stack = lab.require_internals()
-    if isinstance(stack, ComposeStack):
-        return stack.run("exec", "-T", "nginx", "cat", "/var/lib/mlflow-lab/users.htpasswd", capture=True).stdout
-    return (stack.private / "nginx-users" / "users.htpasswd").read_text()
+    return (lab.require_internals().data_dir("nginx") / "users.htpasswd").read_text()
 
 
 def status(lab, user: str, password: str) -> int:

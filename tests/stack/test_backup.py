@@ -20,8 +20,8 @@ import pytest
 from mlflow.entities import ViewType
 
 from mlflow_lab.jobs import promote, sample_input, train_wine
-from tests.compose.harness import lab_cli
-from tests.native.harness import free_ports
+from mlflow_lab.testing.ports import free_ports
+from mlflow_lab.testing.stacks import lab_cli
 from tests.stack.test_batch_scoring import run_job
 
 pytestmark = [pytest.mark.stack, pytest.mark.replaces_lab]
@@ -116,12 +116,14 @@ def restored(lab, mlflow_client, tmp_path_factory):
     }
 
 
+@pytest.mark.contract  # backup and restore on the same runner
 def test_clean_left_an_empty_lab_to_restore_into(restored):
     emptied = restored["emptied"]
     assert not emptied["runs"] and not emptied["models"] and not emptied["objects"]
     assert [name for _, name, _, _ in emptied["experiments"]] == ["Default"]
 
 
+@pytest.mark.contract  # backup and restore on the same runner
 def test_every_run_history_model_stage_alias_and_object_is_back(restored):
     before, after = restored["before"], restored["after"]
     assert before["runs"] and before["objects"] and restored["name"] in before["models"]
@@ -129,12 +131,14 @@ def test_every_run_history_model_stage_alias_and_object_is_back(restored):
     assert not differences(before, after)
 
 
+@pytest.mark.contract  # backup and restore on the same runner
 def test_the_production_model_predicts_the_same_after_restore(restored):
     again = mlflow.pyfunc.load_model(f"models:/{restored['name']}/Production").predict(restored["frame"])
     np.testing.assert_array_equal(np.asarray(again), restored["predicted"])
     assert mlflow.MlflowClient().get_model_version_by_alias(restored["name"], "champion").version == "2"
 
 
+@pytest.mark.contract  # backup and restore on the same runner
 def test_the_archive_has_a_manifest_and_no_secrets(lab, restored):
     archive = restored["archive"]
     assert archive.name.startswith("mlflow-lab-") and archive.suffix == ".tar"

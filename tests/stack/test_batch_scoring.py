@@ -234,32 +234,3 @@ def test_unknown_model_says_which_and_where(lab, models, tmp_path, model_uri, ex
     assert result.returncode == 1
     assert result.stderr.strip() == "error: " + expected.format(wine=models["wine"], url=lab.url)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
-
-
-def test_make_train_promote_score_route_lab_job_runs_the_jobs_with_the_lab_credentials(lab, models, data_dir):
-    """`make train promote score` call `lab job ...`: natively they run `lab-job` with `lab env`;
-    under Compose train, promote and score are job containers, run as the invoking user, that
-    reach MLflow through nginx and write into ./data."""
-    lab.require_internals()
-    name = f"psystock-jobs-{uuid.uuid4().hex[:6]}"
-    sample = Path("data") / f"psystock-sample-{uuid.uuid4().hex[:6]}.csv"
-    scored_path = data_dir / sample.with_name(sample.stem + ".predictions.csv")
-    lab_cli = str(Path(sys.executable).parent / "lab")
-    try:
-        for args in (
-            ["train", "psystock", "--experiment", name, "--register-as", name, "--days", "300", "--n-estimators", "5"],
-            ["promote", name],
-            ["sample-input", "psystock", str(sample), "--rows", "40"],
-            ["score", str(sample), "--model-uri", f"models:/{name}/Production"],
-        ):
-            result = subprocess.run(
-                [lab_cli, "job", *args], capture_output=True, text=True, env=lab.cli_env, cwd=data_dir, timeout=600
-            )
-            assert result.returncode == 0, result.stdout + result.stderr
-        scored = pd.read_csv(scored_path)
-        assert len(scored) == 40 and {"probability", "decision"} <= set(scored.columns)
-        assert f"models:/{name}/1" in result.stdout and "(run " in result.stdout
-        assert scored_path.stat().st_uid == os.getuid(), "the output belongs to the user who ran the job"
-    finally:
-        for path in (data_dir / sample, scored_path):
-            path.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ import yaml
 from mlflow_lab.deploy import kserve
 from mlflow_lab.jobs import promote, sample_input, train_psystock, train_wine
 from mlflow_lab.storage import s3_client
-from tests.compose.harness import install_compose_plugin, lab_cli
+from mlflow_lab.testing.stacks import lab_cli
 from tests.deploy.harness import Container
 from tests.stack.payloads import v2_body
 
@@ -47,7 +47,7 @@ def deployed(lab, mlflow_client):
 
 def cli_env(lab) -> dict[str, str]:
     """`lab ...` against this stack; the lab's image is built with host-built wheels, as the Compose tests do."""
-    return {**lab.cli_env, **install_compose_plugin(), "LAB_BUILD_OFFLINE": "true"}
+    return {**lab.cli_env, "LAB_BUILD_OFFLINE": "true"}
 
 
 def in_process(model_uri: str, frame: pd.DataFrame) -> np.ndarray:

@@ -19,7 +19,8 @@ from mlserver.grpc import converters, dataplane_pb2_grpc
 from mlserver.types import InferenceRequest
 
 from mlflow_lab.jobs import promote, sample_input, train_psystock, train_wine
-from tests.native.harness import extra_model_api, free_ports
+from mlflow_lab.testing.ports import free_ports
+from mlflow_lab.testing.stacks import extra_model_api
 from tests.stack.payloads import v2_body
 
 pytestmark = pytest.mark.stack
@@ -83,6 +84,7 @@ def test_v2_and_invocations_formats_match_in_process_predict(lab, served, name):
     np.testing.assert_allclose(np.asarray(csv.json()["predictions"], dtype="float64"), expected, rtol=1e-6)
 
 
+@pytest.mark.contract  # the runner's model API answers after a promotion (the `served` fixture)
 def test_metadata_shows_the_served_version(lab, served):
     metadata = lab.session().get(f"{lab.url}/v2/models/{WINE}").json()
     assert metadata["versions"] == ["1"] and metadata["platform"] == "mlflow"
@@ -280,6 +282,7 @@ def test_a_version_that_cannot_load_leaves_the_old_one_serving(lab, served):
     promote.promote(client, WINE, current, force=True)  # leave Production servable for whoever runs next
 
 
+@pytest.mark.contract("native")  # a second host process of the same entrypoint
 def test_model_server_mlflow_serves_the_same_predictions(lab, served):
     """MODEL_SERVER=mlflow: the same entrypoint on MLflow's scoring server (started beside the API here)."""
     stack = lab.require("native")  # a second host process of the same entrypoint
@@ -344,3 +347,25 @@ def test_the_kserve_tutorials_v2_request_is_accepted_and_wrong_tensors_still_ref
     finally:
         promote.promote(client, WINE, current, force=True)  # leave the lab's model in Production for whoever runs next
         wait_for_version(lab, WINE, current)
+
+
+def test_model_api_down_leaves_tracking_up_and_answers_json_503(lab):
+    stack = lab.require_internals()
+    search = f"{lab.url}/api/2.0/mlflow/experiments/search?max_results=1"
+    stack.stop_service("model-api")
+    try:
+        session = lab.session()
+        assert session.get(search, timeout=10).status_code == 200
+        for method, path in (
+            ("post", "/models/wine-quality/invocations"),
+            ("post", "/v2/models/wine-quality/infer"),
+            ("get", "/v2/health/ready"),
+        ):
+            response = session.request(method, lab.url + path, json={}, timeout=10)
+            assert response.status_code == 503, (path, response.text)
+            assert "model API is not available" in response.json()["error"] and len(response.text) < 200
+        stack.restart("nginx")  # nginx itself restarts fine while the model API is away (no lookup at start)
+        assert session.get(search, timeout=10).status_code == 200
+    finally:
+        stack.start_service("model-api")
+    assert lab.session().get(f"{lab.url}/v2/health/ready", timeout=10).status_code == 200

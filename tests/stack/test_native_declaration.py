@@ -10,7 +10,8 @@ import yaml
 
 from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.settings import Settings
-from tests.native.harness import free_ports, fresh_settings, new_state_dir
+from mlflow_lab.testing.ports import free_ports, fresh_settings
+from mlflow_lab.testing.stacks import new_state_dir
 
 pytestmark = pytest.mark.stack
 

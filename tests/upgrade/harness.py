@@ -23,7 +23,8 @@ from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.settings import Settings
 from mlflow_lab.stack import init_stack, tracking_server
 from mlflow_lab.storage import ensure_bucket
-from tests.native.harness import fresh_settings, http_ok, new_state_dir
+from mlflow_lab.testing.ports import fresh_settings
+from mlflow_lab.testing.stacks import http_ok, new_state_dir
 
 HERE = Path(__file__).parent
 REQUIREMENTS = HERE / "requirements-mlflow2.txt"

@@ -436,6 +436,36 @@ class NativeStack:
         self.supervisorctl("restart", *names, check=False)
         self.wait_ready(list(names))
 
+    def stop_service(self, service: str) -> None:
+        self.supervisorctl("stop", service)
+
+    def start_service(self, service: str) -> None:
+        self.supervisorctl("start", service)
+        self.wait_ready([service])
+
+    def main_pid(self, service: str) -> int:
+        answer = self.supervisorctl("pid", service, check=False).stdout.strip() if self.running() else ""
+        return int(answer) if answer.isdigit() else 0
+
+    def exec(self, service: str, argv: list[str]) -> subprocess.CompletedProcess:
+        program = self.programs()[service]
+        return subprocess.run(argv, env=self.environment(program), user=program.user, capture_output=True, text=True)
+
+    def data_dir(self, service: str) -> Path:
+        folders = {
+            "postgres": self.private / "postgres",
+            "s3": self.state / "s3",
+            "minio": self.state / "s3",
+            "nginx": self.private / "nginx-users",
+            "model-api": self.state / "model-api",
+        }
+        if service not in folders:
+            raise LabError(f"service {service} keeps no data natively.")
+        return folders[service]
+
+    def address(self, service: str, setting: str) -> tuple[str, int]:
+        return "127.0.0.1", self.settings.int(setting)  # every native service listens on loopback
+
     def down(self) -> None:
         if not self.running():
             return

@@ -7,7 +7,7 @@ import pytest
 
 from mlflow_lab.settings import PASSWORD_VARS
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.contract]
 
 
 def command_lines() -> dict[int, str]:

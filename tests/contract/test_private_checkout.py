@@ -1,5 +1,6 @@
 """A checkout in a private directory (a 0700 home, `mktemp -d`) runs natively: as root the
-runner's unprivileged PostgreSQL and nginx cannot reach into it, so their files live elsewhere."""
+runner's unprivileged PostgreSQL and nginx cannot reach into it, so their files live elsewhere.
+(The Compose runner's contract for it is CI itself, which runs from a clone in `mktemp -d`.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 import requests
 
 from mlflow_lab.settings import REPO_ROOT, write_env_file
-from tests.native.harness import fresh_settings
+from mlflow_lab.testing.ports import fresh_settings
 
 pytestmark = pytest.mark.stack
 

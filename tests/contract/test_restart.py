@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.contract]
 
 
 def test_data_survives_restart(lab, mlflow_client, tmp_path):
