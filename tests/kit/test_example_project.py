@@ -1,8 +1,8 @@
 """The test kit as a user gets it: the lab's built wheel in an environment of its own, and a
 project (example_project/) whose suite asks the plugin for a lab, which the plugin starts and
 removes. Only the third-party dependencies are shared with the lab's .venv (a path line in
-the example environment), since installing ~1.9 GB of wheels again costs CI over a minute;
-the lab's own code comes from the wheel alone."""
+the example environment, and links to their programs), since installing ~1.9 GB of wheels
+again costs CI over a minute; the lab's own code and commands come from the wheel alone."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def example_env(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("kit")
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(folder), str(REPO_ROOT)])
+    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(folder), str(REPO_ROOT)])
     (wheel,) = folder.glob("mlflow_lab-*.whl")
     env = folder / "env"
     run([sys._base_executable, "-m", "venv", "--without-pip", str(env)])
@@ -38,6 +38,10 @@ def example_env(tmp_path_factory) -> Path:
     run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", str(wheel)])
     site = run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip()
     (Path(site) / "lab-dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    # ... and their programs (supervisord, weed, mlflow); the wheel installed `lab` and `lab-job`.
+    for program in Path(sys.executable).parent.iterdir():
+        if not (env / "bin" / program.name).exists() and not program.name.startswith(("python", "activate", "pip")):
+            (env / "bin" / program.name).symlink_to(program)
     return env
 
 
@@ -64,4 +68,4 @@ def test_an_example_project_runs_green_against_a_lab_the_plugin_starts(example_e
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "2 passed" in result.stdout
-    assert list(scratch.iterdir()) == [], "the plugin removed its lab, data and all"
+    assert list(scratch.glob("mlflow-lab-*")) == [], "the plugin removed its lab, data and all"
