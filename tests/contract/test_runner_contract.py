@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import subprocess
 import sys
 import uuid
@@ -114,3 +115,16 @@ def test_down_then_up_keeps_every_run_model_and_artifact_and_passes_init_again(l
     init = lab.log_tail("init", 10)
     assert "backend store schema is current" in init and f"bucket {lab.settings['S3_BUCKET']} exists" in init
     assert_still_there(mlflow_client, tmp_path, kept)
+
+
+@pytest.mark.contract("native")
+def test_a_lab_in_a_0700_directory_keeps_its_unprivileged_services_files_outside_it(lab):
+    """The session's native lab keeps its state in a private directory, as a checkout under
+    `mktemp -d` or a 0700 home does (CI runs from such a clone): run as root, PostgreSQL and
+    nginx run unprivileged and could not reach into it, so their files live elsewhere."""
+    stack = lab.require("native")
+    if os.geteuid() != 0:
+        pytest.skip("only a root user runs PostgreSQL and nginx unprivileged")
+    assert stat.S_IMODE(stack.state.parent.stat().st_mode) == 0o700
+    assert not stack.private.is_relative_to(stack.state.parent)
+    assert (stack.private / "postgres" / "PG_VERSION").exists() and (stack.state / "logs" / "mlflow.log").exists()

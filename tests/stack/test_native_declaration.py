@@ -11,7 +11,7 @@ import yaml
 from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.settings import Settings
 from mlflow_lab.testing.ports import free_ports, fresh_settings
-from mlflow_lab.testing.stacks import new_state_dir
+from mlflow_lab.testing.stacks import new_state_dir, remove_state
 
 pytestmark = pytest.mark.stack
 
@@ -44,4 +44,4 @@ def test_a_throwaway_service_in_a_compose_file_runs_natively_without_touching_th
         assert "export ECHO_NOTE='for admin'" in (stack.private / "env" / "echo.env").read_text()
     finally:
         stack.down()
-        stack.remove_state()
+        remove_state(stack)

@@ -24,7 +24,7 @@ from mlflow_lab.settings import Settings
 from mlflow_lab.stack import init_stack, tracking_server
 from mlflow_lab.storage import ensure_bucket
 from mlflow_lab.testing.ports import fresh_settings
-from mlflow_lab.testing.stacks import http_ok, new_state_dir
+from mlflow_lab.testing.stacks import http_ok, new_state_dir, remove_state
 
 HERE = Path(__file__).parent
 REQUIREMENTS = HERE / "requirements-mlflow2.txt"
@@ -112,4 +112,4 @@ def mlflow2_lab(folder: Path):
         yield stack, json.loads(written.stdout.splitlines()[-1]), old_revision, archive
     finally:
         stack.down()
-        stack.remove_state()
+        remove_state(stack)

@@ -88,10 +88,17 @@ def lab_cli(env: Mapping[str, str], *args: str, check: bool = True) -> subproces
 
 
 def new_state_dir() -> Path:
-    # Not a per-user private temp dir: the services run unprivileged when we are root.
-    state = Path(tempfile.mkdtemp(prefix="mlflow-lab-"))
-    state.chmod(0o755)
+    """A state directory inside a private (0700) one, as in a checkout under `mktemp -d` or a
+    0700 home: run as root, the runner keeps its unprivileged programs' files elsewhere."""
+    state = Path(tempfile.mkdtemp(prefix="mlflow-lab-")) / "lab"
+    state.mkdir(mode=0o755)
     return state
+
+
+def remove_state(stack: NativeStack) -> None:
+    """Everything the stack keeps, and the private directory new_state_dir() made around it."""
+    stack.remove_state()
+    shutil.rmtree(stack.state.parent, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -109,7 +116,7 @@ def native_lab(keep_state: Callable[[], bool] = lambda: False, overrides: Mappin
     finally:
         stack.down()
         if not (failed or keep_state()):
-            stack.remove_state()
+            remove_state(stack)
 
 
 @contextlib.contextmanager
