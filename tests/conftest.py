@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg2
@@ -43,15 +42,11 @@ BEHAVIOUR_RUNNER = (
     "compose" if "compose" in RUNNERS and docker_engine_answers() else "native" if "native" in RUNNERS else RUNNERS[0]
 )
 
-LABS = pytest.StashKey[list["Lab"]]()
 FAILED_STARTS = pytest.StashKey[dict[str, str]]()
 
 
-@dataclass
 class Lab(stacks.Lab):
     """The kit's Lab, with what only the lab's own tests reach: its internals."""
-
-    saved_logs: dict[str, str] = field(default_factory=dict)  # tails kept when tests failed
 
     def require_internals(self) -> Runner:
         if self.stack is None:
@@ -104,14 +99,6 @@ def _compose(request):
 STARTERS = {"native": _native, "compose": _compose}
 
 
-def _keep_log_tails(request, lab: Lab) -> None:
-    if not request.session.testsfailed:
-        return
-    for name in declaration.services(lab.settings.as_env(), lab.stack.profiles()):  # compose.yaml's
-        with contextlib.suppress(Exception):
-            lab.saved_logs[name] = lab.log_tail(name, 25)
-
-
 @pytest.fixture(scope="session", params=RUNNERS)
 def lab(request):
     if EXTERNAL:
@@ -126,8 +113,6 @@ def lab(request):
         except (LabError, RuntimeError) as exc:
             failed[runner] = str(exc)
             pytest.fail(f"the {runner} stack did not start: {exc}", pytrace=False)
-        request.config.stash.setdefault(LABS, []).append(lab)
-        cleanup.callback(_keep_log_tails, request, lab)  # before the stack goes
         yield lab
 
 
@@ -198,12 +183,16 @@ def pytest_report_header(config):
     return f"mlflow-lab: behaviour tests on {BEHAVIOUR_RUNNER}, contract tests on {' and '.join(RUNNERS)}"
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    labs = config.stash.get(LABS, [])
-    if not labs or not terminalreporter.stats.get("failed"):
-        return
-    for lab in labs:
-        terminalreporter.section(f"lab service logs (tail), {lab.runner} runner")
-        for name, tail in lab.saved_logs.items():
-            if tail.strip():
-                terminalreporter.write_line(f"==> {name} <==\n{tail}")
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed stack test's report carries the tail of every service's log (compose.yaml's
+    services), read while the stack is still up."""
+    report = yield
+    lab = item.funcargs.get("lab") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(lab, Lab) and lab.stack is not None:
+        tails = []
+        for name in declaration.services(lab.settings.as_env(), lab.stack.profiles()):
+            with contextlib.suppress(Exception):
+                tails.append(f"==> {name} <==\n{lab.log_tail(name, 25)}")
+        report.sections.append((f"lab service logs (tail), {lab.runner} runner", "\n".join(tails)))
+    return report
