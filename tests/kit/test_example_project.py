@@ -30,7 +30,12 @@ def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def example_env(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("kit")
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(folder), str(REPO_ROOT)])
+    source = folder / "source"  # a copy: setuptools writes build/ and *.egg-info beside the sources
+    source.mkdir()
+    for part in ("pyproject.toml", "requirements", "src"):
+        copy = shutil.copytree if (REPO_ROOT / part).is_dir() else shutil.copy
+        copy(REPO_ROOT / part, source / part)
+    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(folder), str(source)])
     (wheel,) = folder.glob("mlflow_lab-*.whl")
     env = folder / "env"
     run([sys._base_executable, "-m", "venv", "--without-pip", str(env)])
