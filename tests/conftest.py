@@ -177,14 +177,16 @@ def pytest_collection_modifyitems(config, items):
         group_of.setdefault(_runner_of(item), len(group_of))
     kept.sort(key=lambda item: (group_of[_runner_of(item)], item.get_closest_marker("replaces_lab") is not None))
     items[:] = kept
-    if config.pluginmanager.hasplugin("xdist"):
-        # `make test` runs `-n 2 --dist loadgroup`: each runner's tests in order on one worker,
-        # beside the other runner's; tests that bring up native labs of their own (upgrade, kit,
-        # declaration) go with the native runner's, so that two stacks at most run at once.
-        for item in kept:
-            group = _runner_of(item) or ("native" if item.get_closest_marker("stack") else None)
-            if group:
-                item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_itemcollected(item):
+    """`make test` runs `-n 2 --dist loadgroup`: each runner's tests in order on one worker,
+    beside the other runner's; tests that bring up native labs of their own (upgrade, kit,
+    declaration) go with the native runner's, so that two stacks at most run at once. (Marked
+    here, before xdist reads the groups in its own pytest_collection_modifyitems.)"""
+    group = _runner_of(item) or ("native" if item.get_closest_marker("stack") else None)
+    if group and item.config.pluginmanager.hasplugin("xdist"):
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_report_header(config):

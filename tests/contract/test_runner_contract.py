@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -51,13 +52,13 @@ def assert_still_there(mlflow_client, tmp_path: Path, kept: dict) -> None:
 def test_status_names_every_service_healthy_and_logs_show_each(lab):
     lab.require_internals()
     services = [name for name in declaration.services(lab.settings.as_env(), lab.stack.profiles())]
-    status = lab_cli(lab.cli_env, "status")
+    status = lab_cli(lab.cli_env, "status").stdout.splitlines()
     for name in services:
-        if name != "init":  # one-shot: done before the others started
-            assert any(line.split()[:1] == [name] and "healthy" in line for line in status.stdout.splitlines()), (
-                name,
-                status.stdout,
-            )
+        if name == "init":  # one-shot: done before the others started
+            continue
+        # natively `<service> healthy`; under Compose `<project>-<service>-1 ... Up ... (healthy)`
+        line = next((line for line in status if re.match(rf"(\S+-)?{re.escape(name)}(-\d+)?\s", line)), "")
+        assert "healthy" in line and "unhealthy" not in line, (name, status)
     assert lab_cli(lab.cli_env, "logs", "mlflow").stdout.strip(), "the tracking server's log is empty"
 
 

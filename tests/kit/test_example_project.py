@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -60,8 +61,8 @@ def test_an_example_project_runs_green_against_a_lab_the_plugin_starts(example_e
     project = tmp_path / "project"
     shutil.copytree(EXAMPLE, project)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("LAB_", "MLFLOW_", "PYTEST_"))}
-    scratch = tmp_path / "tmp"  # where the plugin's throwaway lab keeps its state
-    scratch.mkdir()
+    # Where the plugin's throwaway lab keeps its state: short, as supervisord's socket path must be.
+    scratch = Path(tempfile.mkdtemp(prefix="kit-"))
     env.update(LAB_HOME=str(REPO_ROOT), LAB_RUNNER="native", PYTHONPATH=str(project), TMPDIR=str(scratch))
     result = subprocess.run(
         [str(example_env / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", "-q"],
@@ -73,4 +74,6 @@ def test_an_example_project_runs_green_against_a_lab_the_plugin_starts(example_e
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "2 passed" in result.stdout
-    assert list(scratch.glob("mlflow-lab-*")) == [], "the plugin removed its lab, data and all"
+    left = list(scratch.glob("mlflow-lab-*"))
+    shutil.rmtree(scratch, ignore_errors=True)
+    assert left == [], "the plugin removed its lab, data and all"
