@@ -227,6 +227,9 @@ def test_force_replaces_a_lab_saying_what_it_deletes(lab, mlflow_client, restore
     assert lab_state(lab, mlflow_client) == restored["after"]
 
 
+# Onto the native lab: the MLflow 2 lab is made natively, beside the upgrade tests that share it
+# (one worker, made once); restore is the same code under both runners.
+@pytest.mark.contract("native")
 def test_an_archive_of_an_mlflow2_lab_is_restored_and_its_schema_upgraded(lab, mlflow_client, mlflow2_lab):
     """The restore path of an upgrade, under either runner: the archive of a lab that MLflow
     2.x wrote (tests/upgrade/harness.py) onto this lab, then `mlflow db upgrade` by init."""
