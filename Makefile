@@ -46,8 +46,8 @@ score: venv $(filter $(SAMPLE),$(INPUT)) ## Batch-score INPUT (path or URI; defa
 data/%-sample.csv:
 	@$(LAB) job sample-input $* $@
 
-users: venv ## Accounts besides the admin: list; ADD="alice bob" or COUNT=20 (attendee01..20) adds, passwords shown once; REMOVE="bob"
-	@$(LAB) users $(if $(REMOVE),remove $(REMOVE),$(if $(ADD)$(COUNT),add $(ADD) $(if $(COUNT),--count $(COUNT)),list))
+users: venv ## Accounts (MLflow's): list; ADD="alice bob" or COUNT=20 (attendee01..20) adds as ROLE (member; viewer, admin), passwords shown once; REMOVE="bob"
+	@$(LAB) users $(if $(REMOVE),remove $(REMOVE),$(if $(ADD)$(COUNT),add $(ADD) $(if $(COUNT),--count $(COUNT)) $(if $(ROLE),--role $(ROLE)),list))
 
 backup: venv ## Archive the running lab (database, artifacts, manifest) into backups/ (DIR=... elsewhere); .env is not in it
 	@$(LAB) backup $(if $(DIR),--dir $(DIR))

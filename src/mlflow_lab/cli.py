@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from mlflow_lab.accounts import Directory
 from mlflow_lab.errors import LabError, run_cli
 from mlflow_lab.runners import Runner, open_runner, remember
 from mlflow_lab.settings import ENV_FILE, REPO_ROOT, Settings, ensure_env_file
@@ -138,15 +139,24 @@ def restore(
     operations.restore(runner_for(runner, state_dir), Settings.load(), file, force)
 
 
-users = typer.Typer(help="Basic-auth accounts besides the admin from .env (nginx; effective at once).", no_args_is_help=True)
+users = typer.Typer(
+    help="Accounts in MLflow's auth app (the lab's one identity store), managed as the admin from .env.",
+    no_args_is_help=True,
+)
 app.add_typer(users, name="users")
+RoleOpt = Annotated[str, typer.Option(help="admin, member (creates, and manages what it created) or viewer (reads).")]
 
 
-def _users(state_dir: Path, runner: str, args: list[str]) -> str:
-    result = runner_for(runner, state_dir).manage_users(args)
-    if result.returncode != 0:
-        raise LabError((result.stderr.strip().splitlines() or ["managing the accounts failed"])[-1])
-    return result.stdout
+def directory() -> Directory:
+    return Directory(Settings.load())
+
+
+def show_passwords(rows: list[tuple[str, str]], what: str) -> None:
+    size = max(len("account"), *(len(name) for name, _ in rows))
+    typer.echo(f"{'account':{size}}  password")
+    for name, password in rows:
+        typer.echo(f"{name:{size}}  {password}")
+    typer.echo(f"\n{len(rows)} account(s) {what}. The passwords are shown only now: hand them out.", err=True)
 
 
 @users.command("add")
@@ -154,37 +164,67 @@ def users_add(
     names: Annotated[list[str] | None, typer.Argument(help="Account names (a lowercase letter, then a-z 0-9 . _ -).")] = None,
     count: Annotated[int, typer.Option(min=0, help="Also add this many numbered accounts (a workshop's attendees).")] = 0,
     prefix: Annotated[str, typer.Option(help="Name of the numbered accounts: PREFIX01, PREFIX02, ...")] = "attendee",
-    state_dir: StateDir = DEFAULT_STATE,
-    runner: RunnerOpt = "auto",
+    role: RoleOpt = "member",
 ) -> None:
-    """Add accounts, each with a generated password shown once (only its hash is kept)."""
+    """Add accounts, each with a generated password shown once (MLflow keeps only its hash)."""
     width = max(2, len(str(count)))
     wanted = [*(names or []), *(f"{prefix}{n:0{width}d}" for n in range(1, count + 1))]
     if not wanted:
         raise LabError("name at least one account to add, or give --count.")
-    rows = [line.split(" ", 1) for line in _users(state_dir, runner, ["add", *wanted]).splitlines()]
-    size = max(len("account"), *(len(name) for name, _ in rows))
-    typer.echo(f"{'account':{size}}  password")
-    for name, password in rows:
-        typer.echo(f"{name:{size}}  {password}")
-    typer.echo(f"\n{len(rows)} account(s) added. The passwords are shown only now: hand them out.", err=True)
+    show_passwords(directory().add(wanted, role), f"added as {role}")
 
 
 @users.command("remove")
-def users_remove(
-    names: Annotated[list[str], typer.Argument(help="Accounts to remove (their logins fail at once).")],
-    state_dir: StateDir = DEFAULT_STATE,
-    runner: RunnerOpt = "auto",
-) -> None:
-    """Remove accounts; the admin from .env stays."""
-    _users(state_dir, runner, ["remove", *names])
+def users_remove(names: Annotated[list[str], typer.Argument(help="Accounts to remove.")]) -> None:
+    """Remove accounts; what they made stays. Refused within twice LAB_AUTH_CACHE_SECONDS."""
+    directory().remove(names)
     typer.echo(f"removed {', '.join(names)}")
 
 
 @users.command("list")
-def users_list(state_dir: StateDir = DEFAULT_STATE, runner: RunnerOpt = "auto") -> None:
-    """The accounts added with `lab users add` (not the admin from .env)."""
-    typer.echo(_users(state_dir, runner, ["list"]), nl=False)
+def users_list() -> None:
+    """Every account and its role (not the lab's own: the admin from .env, the model API's)."""
+    for name, role in directory().accounts():
+        typer.echo(f"{name}  {role}")
+
+
+@users.command("set-role")
+def users_set_role(
+    name: Annotated[str, typer.Argument(help="The account.")],
+    role: Annotated[str, typer.Argument(help="admin, member or viewer.")],
+) -> None:
+    """Change an account's role (effective at its next request)."""
+    directory().set_role(name, role)
+    typer.echo(f"{name} is now {role}")
+
+
+@users.command("reset-password")
+def users_reset_password(name: Annotated[str, typer.Argument(help="The account.")]) -> None:
+    """Give an account a new generated password, shown once; the old one is refused within twice LAB_AUTH_CACHE_SECONDS."""
+    show_passwords([(name, directory().reset_password(name))], "given a new password")
+
+
+workspaces = typer.Typer(
+    help="Team workspaces: each team sees and changes only its own experiments and models.", no_args_is_help=True
+)
+app.add_typer(workspaces, name="workspaces")
+
+
+@workspaces.command("add")
+def workspaces_add(
+    name: Annotated[str, typer.Argument(help="The workspace (a lowercase letter, then a-z 0-9 . _ -).")],
+    members: Annotated[str, typer.Option(help="Accounts that work in it as members, comma separated.")] = "",
+) -> None:
+    """Create a workspace (or add members to one); its members reach it with MLFLOW_WORKSPACE=NAME."""
+    directory().add_workspace(name, [m.strip() for m in members.split(",") if m.strip()])
+    typer.echo(f"workspace {name}: clients use it with MLFLOW_WORKSPACE={name} (the UI: its workspace menu)")
+
+
+@workspaces.command("list")
+def workspaces_list() -> None:
+    """Every workspace and the accounts in it."""
+    for name, accounts in directory().workspaces().items():
+        typer.echo(f"{name}  {' '.join(accounts)}")
 
 
 @app.command("model-image")

@@ -219,11 +219,6 @@ class ComposeStack:
             *self.with_profiles("jobs"), "run", "--rm", "--user", f"{os.getuid()}:{os.getgid()}", name, *args, check=False
         ).returncode
 
-    def manage_users(self, args: list[str]) -> subprocess.CompletedProcess:
-        if "nginx" not in self.run("ps", "--services", "--status", "running", capture=True, check=False).stdout.split():
-            raise LabError("nginx is not running: bring the lab up first (make up).")
-        return self.run("exec", "-T", "nginx", "/bin/sh", "/etc/mlflow-lab/users.sh", *args, capture=True, check=False)
-
     def postgres_command(self, argv: list[str]) -> tuple[list[str], dict[str, str]]:
         # The server image's own client programs (pg_dump must not be older than the server),
         # connected by the container's own settings: no password on the host's command line.

@@ -47,9 +47,6 @@ class Runner(Protocol):
     def run_job(self, name: str, args: list[str]) -> int:
         """Run `lab-job <name> <args>` against the lab; its exit code."""
 
-    def manage_users(self, args: list[str]) -> subprocess.CompletedProcess:
-        """Run nginx/users.sh with `args` where nginx runs (the lab must be up); output captured."""
-
     def postgres_command(self, argv: list[str]) -> tuple[list[str], dict[str, str]]:
         """Command line and environment that run a PostgreSQL client program (psql, pg_dump,
         pg_restore) beside the lab's server, connected to the tracking database as the lab's user."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,15 +26,25 @@ GENERATED_MARK = "# generated"
 # Values a non-lab deployment must never run with.
 WEAK_PASSWORDS = {"", "admin", "password", "changeme", "mlflow", "minioadmin", "secret"}
 MIN_PASSWORD_LENGTH = 16
-PASSWORD_VARS = ("LAB_PASSWORD", "POSTGRES_PASSWORD", "S3_SECRET_ACCESS_KEY")
+PASSWORD_VARS = (
+    "LAB_PASSWORD",
+    "MODEL_API_PASSWORD",
+    "POSTGRES_PASSWORD",
+    "S3_SECRET_ACCESS_KEY",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+)
 REQUIRED_VARS = (
     "LAB_HTTP_PORT",
     "LAB_SERVER_NAMES",
     "LAB_USER",
     "LAB_PASSWORD",
+    "LAB_AUTH_CACHE_SECONDS",
+    "MODEL_API_USER",
+    "MODEL_API_PASSWORD",
     "POSTGRES_USER",
     "POSTGRES_PASSWORD",
     "POSTGRES_DB",
+    "POSTGRES_AUTH_DB",
     "S3_BUCKET",
     "MLFLOW_PORT",
     "MLFLOW_WORKERS",
@@ -74,6 +85,22 @@ def generated_vars(example: Path = ENV_EXAMPLE) -> list[str]:
             names.append(line.split("=", 1)[0].strip())
         mark = False
     return names
+
+
+@contextmanager
+def environ_set(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` in os.environ for the block, then as they were: MLflow's clients take the
+    tracking credentials only from the environment."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def new_secret() -> str:
@@ -174,12 +201,17 @@ class Settings(Mapping[str, str]):
         """host, port of PostgreSQL as the services reach it (Compose: the `postgres` service)."""
         return self["POSTGRES_HOST"], self["POSTGRES_PORT"]
 
-    def backend_store_uri(self) -> str:
-        """The database URI without the password, which goes by backend_store_env(): a command
-        line is visible to every user of the machine (`ps`), an environment is not."""
+    def backend_store_uri(self, database: str = "POSTGRES_DB") -> str:
+        """The URI of a database (the setting naming it) without the password, which goes by
+        backend_store_env(): a command line is visible to every user of the machine (`ps`), an
+        environment is not."""
         # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; we ship psycopg2.
         host, port = self.postgres_address
-        return f"postgresql+psycopg2://{quote(self['POSTGRES_USER'], safe='')}@{host}:{port}/{self['POSTGRES_DB']}"
+        return f"postgresql+psycopg2://{quote(self['POSTGRES_USER'], safe='')}@{host}:{port}/{self[database]}"
+
+    def auth_store_uri(self) -> str:
+        """MLflow's auth app's accounts, roles and grants: a database of their own."""
+        return self.backend_store_uri("POSTGRES_AUTH_DB")
 
     def backend_store_env(self) -> dict[str, str]:
         return {"PGPASSWORD": self["POSTGRES_PASSWORD"]}  # read by libpq, under psycopg2
@@ -191,9 +223,14 @@ class Settings(Mapping[str, str]):
         return f"http://{host}:{self['LAB_HTTP_PORT']}"
 
     def client_env(self) -> dict[str, str]:
-        """What an MLflow client on this machine needs to reach the lab (`eval "$(make -s env)"`)."""
+        """What an MLflow client on this machine needs to reach the lab (`eval "$(make -s env)"`):
+        the caller's own account when the environment names one, else the admin of .env (who
+        owns the lab, and so its .env)."""
+        user, password = self.get("MLFLOW_TRACKING_USERNAME"), self.get("MLFLOW_TRACKING_PASSWORD")
+        if not (user and password):
+            user, password = self["LAB_USER"], self["LAB_PASSWORD"]
         return {
             "MLFLOW_TRACKING_URI": self.tracking_uri(),
-            "MLFLOW_TRACKING_USERNAME": self["LAB_USER"],
-            "MLFLOW_TRACKING_PASSWORD": self["LAB_PASSWORD"],
+            "MLFLOW_TRACKING_USERNAME": user,
+            "MLFLOW_TRACKING_PASSWORD": password,
         }

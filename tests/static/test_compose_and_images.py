@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mlflow_lab.deploy import model_image
-from mlflow_lab.settings import ENV_EXAMPLE, REPO_ROOT, Settings, parse_env_file
+from mlflow_lab.settings import ENV_EXAMPLE, PASSWORD_VARS, REPO_ROOT, Settings, parse_env_file
 
 BIN = Path(sys.executable).parent
 
@@ -151,7 +151,7 @@ def test_role_lists_are_the_projects_dependencies_and_installed_per_role_under_t
 
 
 def test_model_images_build_from_the_model_api_image():
-    secrets = {name: "x" for name in ("LAB_PASSWORD", "POSTGRES_PASSWORD", "S3_SECRET_ACCESS_KEY")}
+    secrets = {name: "x" for name in PASSWORD_VARS}
     settings = Settings({**parse_env_file(ENV_EXAMPLE), **secrets})
     assert model_image.lab_image(settings) == compose()["services"]["model-api"]["image"]
     assert re.search(r"^FROM \$\{LAB_IMAGE\}$", model_image.DOCKERFILE.read_text(), re.M)

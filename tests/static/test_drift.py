@@ -27,9 +27,7 @@ NATIVE_ONLY = {"POSTGRES_PORT", "LAB_NATIVE_S3"}
 
 
 def settings(**changes: str) -> Settings:
-    return Settings(
-        {**parse_env_file(ENV_EXAMPLE), "LAB_PASSWORD": "x", "POSTGRES_PASSWORD": "y", "S3_SECRET_ACCESS_KEY": "z", **changes}
-    )
+    return Settings({**parse_env_file(ENV_EXAMPLE), **{name: "x" for name in PASSWORD_VARS}, **changes})
 
 
 def programs(compose_file: Path = COMPOSE_FILE, **changes: str):
@@ -108,9 +106,7 @@ def compose_config():
     """Compose's own reading of compose.yaml with .env.example's values (where Compose v2 is installed)."""
     env = {
         **parse_env_file(ENV_EXAMPLE),
-        "LAB_PASSWORD": "x",
-        "POSTGRES_PASSWORD": "y",
-        "S3_SECRET_ACCESS_KEY": "z",
+        **{name: "x" for name in PASSWORD_VARS},
         "COMPOSE_PROJECT_NAME": "drift",
         "COMPOSE_PROFILES": "seaweedfs",
     }
@@ -177,18 +173,20 @@ def check_passwords_are_checked_before_use(compose_file: Path) -> None:
     init_env = set(declared["init"]["environment"])
     assert set(PASSWORD_VARS) <= init_env, f"init does not check {sorted(set(PASSWORD_VARS) - init_env)}"
     for name, spec in declared.items():
-        if name != "init" and set(PASSWORD_VARS) & set(spec.get("environment") or {}):
+        environment = spec.get("environment") or {}
+        given = set(environment) | set(re.findall(r"\$\{([A-Z0-9_]+)", " ".join(map(str, environment.values()))))
+        if name != "init" and set(PASSWORD_VARS) & given:
             assert "init" in needs(name) or name in needs("init"), f"{name} can start with an unchecked password"
 
 
 def test_every_password_is_checked_before_a_service_uses_it(tmp_path):
     check_passwords_are_checked_before_use(COMPOSE_FILE)
 
-    def nginx_first(services):
-        services["nginx"]["depends_on"] = {"postgres": {"condition": "service_healthy"}}
+    def model_api_first(services):  # its account's password reaches it as MLFLOW_TRACKING_PASSWORD
+        services["model-api"]["depends_on"] = {"postgres": {"condition": "service_healthy"}}
 
-    with pytest.raises(AssertionError, match="nginx can start with an unchecked password"):
-        check_passwords_are_checked_before_use(changed_copy(tmp_path, nginx_first))
+    with pytest.raises(AssertionError, match="model-api can start with an unchecked password"):
+        check_passwords_are_checked_before_use(changed_copy(tmp_path, model_api_first))
     unchecked = changed_copy(tmp_path, lambda services: services["init"]["environment"].pop("LAB_PASSWORD"))
     with pytest.raises(AssertionError, match=r"init does not check \['LAB_PASSWORD'\]"):
         check_passwords_are_checked_before_use(unchecked)

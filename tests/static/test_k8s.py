@@ -17,7 +17,7 @@ from mlflow_lab.deploy import k8s, kserve
 from mlflow_lab.errors import LabError
 from mlflow_lab.native import declaration
 from mlflow_lab.registry import ModelRef
-from mlflow_lab.settings import ENV_EXAMPLE, Settings, parse_env_file
+from mlflow_lab.settings import ENV_EXAMPLE, Settings, generated_vars, parse_env_file
 from tests.static.api_types import problems
 
 EXTERNAL = {"POSTGRES_HOST": "db.example.internal", "POSTGRES_PORT": "5432", "S3_ENDPOINT_URL": "https://s3.example.internal"}
@@ -33,8 +33,12 @@ COMPOSE_SERVICE = {
 }
 
 
+# What `make up` fills in .env with strong random secrets.
+GENERATED = generated_vars()
+
+
 def lab_settings(**changes: str) -> Settings:
-    values = {**parse_env_file(ENV_EXAMPLE), **{key: secrets.token_urlsafe(24) for key in k8s.SECRET_KEYS}}
+    values = {**parse_env_file(ENV_EXAMPLE), **{key: secrets.token_urlsafe(24) for key in GENERATED}}
     return Settings({**values, **changes})
 
 
@@ -61,6 +65,36 @@ def containers(objects: list[dict]):
         elif obj["kind"] == "ClusterServingRuntime":
             for container in obj["spec"]["containers"]:
                 yield obj, obj["spec"], container
+
+
+def env_sources(objects: list[dict], workload: str, container_name: str | None = None) -> dict[str, tuple]:
+    """A container's variables: name -> (ref kind, ConfigMap/Secret as named before kustomize's
+    hash suffix, key, the value it resolves to in the render), or ("value", value)."""
+    rendered_data = {}
+    for obj in objects:
+        if obj["kind"] == "ConfigMap":
+            rendered_data["configMapKeyRef", obj["metadata"]["name"]] = obj.get("data") or {}
+        elif obj["kind"] == "Secret":
+            decoded = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+            rendered_data["secretKeyRef", obj["metadata"]["name"]] = decoded
+    found = {}
+    for obj, spec, container in containers(objects):
+        if obj["metadata"]["name"] != workload or container not in spec["containers"]:
+            continue
+        if container_name not in (None, container["name"]):
+            continue
+        for item in container.get("env", []):
+            source = item.get("valueFrom", {})
+            kind = next((k for k in ("configMapKeyRef", "secretKeyRef") if k in source), None)
+            if kind is None:
+                found[item["name"]] = ("value", item.get("value"))
+                continue
+            ref = source[kind]
+            data = rendered_data.get((kind, ref["name"]))
+            name = ref["name"].rsplit("-", 1)[0] if data is not None else ref["name"]
+            found[item["name"]] = (kind, name, ref["key"], (data or {}).get(ref["key"]))
+    assert found, f"no workload {workload} in the render"
+    return found
 
 
 @pytest.mark.parametrize("target", k8s.TARGETS)
@@ -118,7 +152,8 @@ def test_workloads_run_non_root_read_only_bounded_and_probed(rendered):
 
 def test_no_secret_outside_a_secret_and_none_in_the_checkout(rendered):
     for target, (settings, objects) in rendered.items():
-        values = {settings[key] for key in k8s.SECRET_KEYS if key != "S3_ACCESS_KEY_ID"}
+        # S3_ACCESS_KEY_ID's default is also the lab's name, in every object's labels.
+        values = {settings[key] for key in {*k8s.SECRET_KEYS, *GENERATED} if key != "S3_ACCESS_KEY_ID"}
         for obj in objects:
             text = yaml.safe_dump(obj)
             if obj["kind"] == "Secret":
@@ -180,11 +215,112 @@ def test_fixed_ports_are_the_defaults_of_env_example(rendered):
                 assert item["value"] == defaults[item["name"]], (obj["metadata"]["name"], item)
 
 
+def test_every_generated_secret_goes_to_the_secret_only(rendered):
+    assert {"MODEL_API_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"} <= set(GENERATED)
+    assert set(GENERATED) <= set(k8s.SECRET_KEYS), "a generated secret would land in the lab-config ConfigMap"
+    for target in ("all-in-one", "external"):
+        settings, objects = rendered[target]
+        secret = next(o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"].startswith("lab-secrets-"))
+        decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+        for key in GENERATED:
+            assert decoded[key] == settings[key], (target, key)
+            for config_map in (o for o in objects if o["kind"] == "ConfigMap"):
+                data = config_map.get("data") or {}
+                assert key not in data and settings[key] not in data.values(), (target, config_map["metadata"]["name"], key)
+
+
+def test_the_lab_programs_read_their_own_credentials(rendered):
+    settings, objects = rendered["all-in-one"]
+
+    def plain(key):
+        return ("configMapKeyRef", "lab-config", key, settings[key])
+
+    def secret(key):
+        return ("secretKeyRef", "lab-secrets", key, settings[key])
+
+    init = env_sources(objects, "init")
+    for key in ("POSTGRES_AUTH_DB", "LAB_USER", "MODEL_API_USER"):
+        assert init[key] == plain(key), key
+    for key in ("LAB_PASSWORD", "MODEL_API_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert init[key] == secret(key), key
+
+    server = env_sources(objects, "mlflow", "mlflow")
+    for key in ("POSTGRES_AUTH_DB", "LAB_USER", "LAB_AUTH_CACHE_SECONDS"):
+        assert server[key] == plain(key), key
+    assert server["MLFLOW_FLASK_SERVER_SECRET_KEY"] == secret("MLFLOW_FLASK_SERVER_SECRET_KEY")
+    assert "LAB_PASSWORD" not in server
+
+    # The model API reads the registry as its own account, not as the admin.
+    model_api = env_sources(objects, "model-api")
+    assert model_api["MLFLOW_TRACKING_USERNAME"] == plain("MODEL_API_USER")
+    assert model_api["MLFLOW_TRACKING_PASSWORD"] == secret("MODEL_API_PASSWORD")
+
+    # The batch-scoring job as well: an account the operator makes, in a Secret of its own.
+    score = env_sources(objects, "batch-score")
+    assert score["MLFLOW_TRACKING_USERNAME"] == ("secretKeyRef", "batch-scoring-account", "username", None)
+    assert score["MLFLOW_TRACKING_PASSWORD"] == ("secretKeyRef", "batch-scoring-account", "password", None)
+    assert not any(source[2] in ("LAB_USER", "LAB_PASSWORD") for source in score.values() if source[0] != "value")
+
+
+def test_nginx_holds_no_password_and_caches_credentials_in_memory(rendered):
+    for target in ("all-in-one", "external"):
+        settings, objects = rendered[target]
+        nginx = env_sources(objects, "nginx")
+        assert not {"LAB_USER", "LAB_PASSWORD"} & set(nginx), target
+        refs = {source[2] for source in nginx.values() if source[0] != "value"}
+        assert not refs & set(k8s.SECRET_KEYS), (target, refs)
+        assert nginx["LAB_AUTH_CACHE_SECONDS"] == ("configMapKeyRef", "lab-config", "LAB_AUTH_CACHE_SECONDS", "5")
+        deployment = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "nginx")
+        spec = deployment["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        runtime_dir = nginx["NGINX_RUNTIME_DIR"][1]
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == runtime_dir]
+        (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+        assert volume["emptyDir"].get("medium") == "Memory", target
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_only_the_operators_secrets_are_outside_the_render(rendered):
+    """Every key a container reads resolves in the render, but for the Secrets the operator
+    makes with kubectl, which the render does not check."""
+    outside = set()
+    for target, (_, objects) in rendered.items():
+        for obj, _, container in containers(objects):
+            for item in container.get("env", []):
+                source = item.get("valueFrom", {})
+                for kind, object_kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+                    if kind in source:
+                        names = {o["metadata"]["name"] for o in objects if o["kind"] == object_kind}
+                        if source[kind]["name"] not in names:
+                            outside.add((target, obj["metadata"]["name"], kind, source[kind]["name"]))
+    assert outside == {(target, "batch-score", "secretKeyRef", "batch-scoring-account") for target in ("all-in-one", "external")}
+    assert set(k8s.OPERATOR_SECRETS) == {"batch-scoring-account"}
+
+
+def test_a_misspelt_reference_still_stops_the_render(tmp_path: Path):
+    """The operator's Secrets are exempt by name only: any other Secret missing from the render
+    still stops it."""
+    import shutil
+
+    copy = tmp_path / "k8s"
+    shutil.copytree(k8s.K8S_DIR, copy)
+    cronjob = copy / "components" / "batch-scoring" / "cronjob.yaml"
+    cronjob.write_text(
+        cronjob.read_text().replace("name: batch-scoring-account, key: password", "name: batch-scoring-acount, key: password")
+    )
+    with pytest.raises(LabError, match=r"^all-in-one needs password \(CronJob batch-score\)"):
+        k8s.render(lab_settings(), "all-in-one", source=copy)
+
+
 def test_a_missing_setting_stops_the_render_naming_it():
     with pytest.raises(LabError, match=r"^external needs POSTGRES_HOST \(Deployment mlflow\): set it in .env.$"):
         k8s.render(lab_settings(), "external")
     with pytest.raises(LabError, match=r"^all-in-one needs LAB_PASSWORD"):
         k8s.render(lab_settings(LAB_PASSWORD=""), "all-in-one")
+    with pytest.raises(LabError, match=r"^all-in-one needs MODEL_API_PASSWORD \(Deployment model-api\): set it in .env.$"):
+        k8s.render(lab_settings(MODEL_API_PASSWORD=""), "all-in-one")
+    with pytest.raises(LabError, match=r"^external needs MLFLOW_FLASK_SERVER_SECRET_KEY \(Deployment mlflow\): set it in .env.$"):
+        k8s.render(lab_settings(MLFLOW_FLASK_SERVER_SECRET_KEY="", **EXTERNAL), "external")
     with pytest.raises(LabError, match="^no Kubernetes target 'prod'; the targets are all-in-one, external, kserve.$"):
         k8s.render(lab_settings(), "prod")
 

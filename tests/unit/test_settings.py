@@ -10,13 +10,15 @@ import pytest
 from mlflow_lab.errors import LabError
 from mlflow_lab.settings import ENV_EXAMPLE, PASSWORD_VARS, Settings, ensure_env_file, generated_vars, parse_env_file
 
+STRONG = {name: token_urlsafe(24) for name in PASSWORD_VARS}
+
 
 def test_first_run_generates_strong_distinct_secrets(tmp_path):
     env = tmp_path / ".env"
     ensure_env_file(env)
     values = parse_env_file(env)
     secrets = [values[name] for name in generated_vars()]
-    assert set(generated_vars()) == {"LAB_PASSWORD", "POSTGRES_PASSWORD", "S3_SECRET_ACCESS_KEY"}
+    assert set(generated_vars()) == set(PASSWORD_VARS), "every generated secret is checked, and only those"
     assert all(len(s) >= 32 for s in secrets) and len(set(secrets)) == len(secrets)
     assert oct(env.stat().st_mode & 0o777) == "0o600"
     assert set(values) == set(parse_env_file(ENV_EXAMPLE))
@@ -34,7 +36,7 @@ def test_existing_env_is_never_overwritten_and_gains_new_variables(tmp_path):
 
 def test_missing_value_names_the_variable():
     with pytest.raises(LabError, match="POSTGRES_PASSWORD is not set"):
-        Settings({**parse_env_file(ENV_EXAMPLE), "LAB_PASSWORD": "x" * 20}).validate()
+        Settings({**parse_env_file(ENV_EXAMPLE), **STRONG, "POSTGRES_PASSWORD": ""}).validate()
 
 
 @pytest.mark.parametrize("weak", ["changeme", "short"])
@@ -42,9 +44,8 @@ def test_weak_password_refused_outside_lab(weak):
     values = {
         **parse_env_file(ENV_EXAMPLE),
         "LAB_ENV": "production",
-        "LAB_PASSWORD": "L" * 24,
+        **STRONG,
         "POSTGRES_PASSWORD": weak,
-        "S3_SECRET_ACCESS_KEY": "S" * 24,
     }
     with pytest.raises(LabError, match="POSTGRES_PASSWORD"):
         Settings(values).validate()
@@ -67,17 +68,19 @@ def test_cli_up_refuses_and_names_the_variable(tmp_path):
     assert not (tmp_path / "state" / "postgres").exists(), "nothing may start"
 
 
-@pytest.mark.parametrize("weak", ["LAB_PASSWORD", "POSTGRES_PASSWORD", "S3_SECRET_ACCESS_KEY"])
+@pytest.mark.parametrize("weak", PASSWORD_VARS)
 def test_init_refuses_a_weak_password_outside_lab_before_touching_anything(weak):
     """init is the step every service waits for: it applies the one password rule."""
-    strong = {key: token_urlsafe(24) for key in PASSWORD_VARS}
     env = {
         "PATH": os.environ["PATH"],
-        **strong,
+        **STRONG,
         weak: "admin",
         "LAB_ENV": "production",
+        "LAB_USER": "admin",
+        "MODEL_API_USER": "model-api",
         "POSTGRES_USER": "mlflow",
         "POSTGRES_DB": "mlflow",
+        "POSTGRES_AUTH_DB": "mlflow_auth",
         "POSTGRES_HOST": "127.0.0.1",
         "POSTGRES_PORT": "1",  # nothing listens: a refusal must come before any connection
     }

@@ -23,10 +23,30 @@ from mlflow_lab.settings import REPO_ROOT, Settings
 
 K8S_DIR = REPO_ROOT / "deploy" / "k8s"
 TARGETS = {"all-in-one": "overlays/all-in-one", "external": "overlays/external", "kserve": "kserve"}
-SECRET_KEYS = ("LAB_PASSWORD", "POSTGRES_PASSWORD", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")
+SECRET_KEYS = (
+    "LAB_PASSWORD",
+    "MODEL_API_PASSWORD",
+    "POSTGRES_PASSWORD",
+    "S3_ACCESS_KEY_ID",
+    "S3_SECRET_ACCESS_KEY",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+)
 STORE_KEYS = ("POSTGRES_HOST", "POSTGRES_PORT", "S3_ENDPOINT_URL")  # where the external stores are
-# Settings of the host, its builds and its other runners, which nothing in a cluster reads.
-HOST_ONLY_PREFIXES = ("COMPOSE_", "LAB_BUILD_", "LAB_BIND_", "LAB_NATIVE_", "MINIO_", "LAB_HTTP_", "LAB_GRPC_")
+# Secrets the operator creates with kubectl, not from .env: accounts of the lab's own programs,
+# whose passwords only `lab users add` knows (deploy/k8s/components/batch-scoring/cronjob.yaml).
+OPERATOR_SECRETS = ("batch-scoring-account",)
+# Settings of the host, its builds, its other runners and its own client account, which nothing
+# in a cluster reads.
+HOST_ONLY_PREFIXES = (
+    "COMPOSE_",
+    "MLFLOW_TRACKING_",
+    "LAB_BUILD_",
+    "LAB_BIND_",
+    "LAB_NATIVE_",
+    "MINIO_",
+    "LAB_HTTP_",
+    "LAB_GRPC_",
+)
 
 
 def _env_file(values: dict[str, str]) -> str:
@@ -110,7 +130,7 @@ def check_settings(objects: list[dict], target: str) -> None:
             data["secretKeyRef", obj["metadata"]["name"]] = {**decoded, **(obj.get("stringData") or {})}
     for obj in objects:
         for kind, ref in _key_refs(obj):
-            if ref.get("optional"):
+            if ref.get("optional") or (kind == "secretKeyRef" and ref["name"] in OPERATOR_SECRETS):
                 continue
             if not data.get((kind, ref["name"]), {}).get(ref["key"]):
                 raise LabError(f"{target} needs {ref['key']} ({obj['kind']} {obj['metadata']['name']}): set it in .env.")

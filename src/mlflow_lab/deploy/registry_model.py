@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from mlflow import MlflowClient
 
 from mlflow_lab import registry
 from mlflow_lab.errors import LabError
-from mlflow_lab.settings import Settings
+from mlflow_lab.settings import Settings, environ_set
 
 # `--serve-artifacts --artifacts-destination s3://<bucket>` (the tracking server): a proxied
 # location mlflow-artifacts:/<path> is the object prefix s3://<bucket>/<path>.
@@ -21,16 +20,8 @@ PROXIED = "mlflow-artifacts:"
 @contextmanager
 def lab_client(settings: Settings):
     """An MLflow client that reaches the lab through nginx, as `eval "$(make -s env)"` sets it up."""
-    saved = {key: os.environ.get(key) for key in settings.client_env()}
-    os.environ.update(settings.client_env())
-    try:
+    with environ_set(settings.client_env()):
         yield MlflowClient(settings.tracking_uri())
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def download(settings: Settings, uri: str, destination: Path) -> registry.ModelRef:

@@ -173,7 +173,7 @@ class NativeStack:
                     "NGINX_GRPC_LISTEN": f"{bind}:{s['LAB_GRPC_PORT']}",
                     "NGINX_RESOLVER": "127.0.0.1",  # upstreams are IP addresses here: nothing to look up
                     "NGINX_RUNTIME_DIR": str(private / "nginx"),
-                    "NGINX_TEMPLATE": str(self.nginx_conf / "nginx.conf.template"),
+                    "NGINX_TEMPLATES": str(self.nginx_conf),
                     "NGINX_ACCESS_LOG": str(private / "nginx" / "access.log"),
                     "NGINX_USERS_FILE": str(private / "nginx-users" / "users.htpasswd"),
                 },
@@ -505,19 +505,6 @@ class NativeStack:
 
     def run_job(self, name: str, args: list[str]) -> int:
         return jobs.run_here(self.settings, name, args)
-
-    def manage_users(self, args: list[str]) -> subprocess.CompletedProcess:
-        nginx = self.programs()["nginx"]
-        if not (self.running() and self.healthy(nginx)):
-            raise LabError("nginx is not running: bring the lab up first (make up).")
-        # As nginx's own user, so that it can read the files the script writes.
-        return subprocess.run(
-            ["/bin/sh", str(self.nginx_conf / "users.sh"), *args],
-            env=self.environment(nginx),
-            user=nginx.user,
-            capture_output=True,
-            text=True,
-        )
 
     def postgres_command(self, argv: list[str]) -> tuple[list[str], dict[str, str]]:
         s = self.settings

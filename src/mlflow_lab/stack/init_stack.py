@@ -1,10 +1,12 @@
 """One-shot, idempotent init step that gates the tracking server.
 
-1. wait for PostgreSQL, create the database if it is missing, and leave its statement
-   errors to MLflow (see QUIET_STATEMENT_ERRORS);
+1. wait for PostgreSQL, create the tracking and the auth database if missing, and leave
+   the tracking database's statement errors to MLflow (see QUIET_STATEMENT_ERRORS);
 2. `mlflow db upgrade` (creates the schema on an empty database, migrates an old one);
 3. mark FAILED the runs of lab jobs that were killed (mlflow_lab.jobs.runs);
-4. create the artifact bucket if it is missing.
+4. the auth app's schema, the lab's roles, the admin from .env (its password kept in step)
+   and the model API's read-only account (mlflow_lab.stack.auth_store);
+5. create the artifact bucket if it is missing.
 
 Running it again changes nothing. Compose runs it as the `init` service; the native
 runner runs it between starting the stores and starting the tracking server. On Kubernetes
@@ -26,6 +28,7 @@ from psycopg2 import sql
 from mlflow_lab.errors import LabError
 from mlflow_lab.jobs import ALIVE_UNTIL_TAG
 from mlflow_lab.settings import PASSWORD_VARS, Settings
+from mlflow_lab.stack.auth_store import ensure_lab_accounts
 from mlflow_lab.storage import ensure_bucket
 
 WAIT_SECONDS = 60
@@ -64,10 +67,11 @@ def ensure_database(settings: Settings) -> None:
     # CREATE DATABASE cannot run in a transaction (and `with conn` would open one).
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings["POSTGRES_DB"],))
-        if cur.fetchone() is None:
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings["POSTGRES_DB"])))
-            print(f"init: created database {settings['POSTGRES_DB']}")
+        for name in (settings["POSTGRES_DB"], settings["POSTGRES_AUTH_DB"]):
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone() is None:
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                print(f"init: created database {name}")
         try:
             cur.execute(sql.SQL(QUIET_STATEMENT_ERRORS).format(sql.Identifier(settings["POSTGRES_DB"])))
         except pg_errors.InsufficientPrivilege:  # a managed server where the lab's user is no superuser
@@ -139,10 +143,23 @@ def main() -> None:
     try:
         # The first step of either runner, and every other service waits for it: the one
         # place where each password (PASSWORD_VARS) is checked before anything uses it.
-        settings.validate(required=("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", *PASSWORD_VARS))
+        settings.validate(
+            required=(
+                "POSTGRES_USER",
+                "POSTGRES_PASSWORD",
+                "POSTGRES_DB",
+                "POSTGRES_AUTH_DB",
+                "LAB_USER",
+                "MODEL_API_USER",
+                *PASSWORD_VARS,
+            )
+        )
         ensure_database(settings)
         upgrade_schema(settings)
         fail_abandoned_runs(settings)
+        os.environ.update(settings.backend_store_env())  # the auth store's engine, in this process
+        for change in ensure_lab_accounts(settings):
+            print(f"init: {change}")
         created = ensure_bucket(settings)
         print(f"init: bucket {settings['S3_BUCKET']} {'created' if created else 'exists'}")
     except LabError as exc:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 from mlflow_lab.errors import LabError
 from mlflow_lab.settings import Settings
@@ -47,8 +49,32 @@ def artifacts_destination(settings: Settings) -> tuple[str, dict[str, str]]:
     return f"s3://{settings['S3_BUCKET']}", env
 
 
+def auth_config(settings: Settings) -> str:
+    """MLflow's auth app's INI file (no secret in it: the database password goes by PGPASSWORD).
+    What each account may do comes from the lab's roles (mlflow_lab.accounts); outside its
+    workspaces an account sees nothing (grant_default_workspace_access off)."""
+    ttl = settings.int("LAB_AUTH_CACHE_SECONDS")
+    return (
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = {settings.auth_store_uri()}\n"
+        f"admin_username = {settings['LAB_USER']}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "grant_default_workspace_access = false\n"
+        # PBKDF2 costs tens of milliseconds a request without it (design.md).
+        f"auth_cache_ttl_seconds = {ttl}\n"
+    )
+
+
+def write_auth_config(settings: Settings) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="mlflow-auth-")) / "auth.ini"
+    path.write_text(auth_config(settings))
+    return path
+
+
 def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
     destination, env = artifacts_destination(settings)
+    env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = settings["MLFLOW_FLASK_SERVER_SECRET_KEY"]
     # MLflow's job runner (huey consumers, ~1.7 GB idle) is off unless the setting says true.
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = settings["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]
     env.update(settings.backend_store_env())
@@ -65,6 +91,10 @@ def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
         settings["MLFLOW_WORKERS"],
         "--backend-store-uri",
         settings.backend_store_uri(),
+        # MLflow's accounts, roles and team workspaces (mlflow_lab.stack.auth_app).
+        "--app-name",
+        "mlflow-lab",
+        "--enable-workspaces",
         # Clients only ever see mlflow-artifacts:/ URIs; S3 credentials stay here.
         "--serve-artifacts",
         "--artifacts-destination",
@@ -87,6 +117,7 @@ def main() -> None:
     except LabError as exc:
         sys.exit(f"mlflow: {exc}")
     os.environ.update(extra_env)
+    os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(write_auth_config(settings))
     os.execvp(argv[0], argv)
 
 
