@@ -183,14 +183,16 @@ class Directory:
 
     def workspaces(self) -> dict[str, list[str]]:
         """Every workspace -> the accounts with a lab role in it."""
+        names = {user["id"]: user["username"] for user in self._users()}
+        found: dict[str, list[str]] = {}
         with self._as_admin():
             from mlflow import MlflowClient
 
-            found: dict[str, list[str]] = {w.name: [] for w in MlflowClient(self.uri).list_workspaces()}
-        for user in self._users():
-            for role in user.get("roles", []):
-                if role["name"] in ROLES and user["username"] not in found.setdefault(role["workspace"], []):
-                    found[role["workspace"]].append(user["username"])
+            api = self._api()
+            for workspace in MlflowClient(self.uri).list_workspaces():
+                roles = [role for role in api.list_roles(workspace.name) if role.name in ROLES]
+                ids = [a.user_id for role in roles for a in api.list_role_users(role.id)]
+                found[workspace.name] = list(dict.fromkeys(names[i] for i in ids if i in names))
         return found
 
 
