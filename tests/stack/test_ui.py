@@ -19,6 +19,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from mlflow_lab.jobs import promote, train_wine
 from tests.browser import CHROMEDRIVER, CHROMIUM, ensure_browser
+from tests.stack.people import add, unique, users
 
 pytestmark = pytest.mark.stack
 MODEL = "ui-wine"  # its own experiment and model: the other tests' versions stay as they expect
@@ -61,6 +62,11 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
+def ui(lab, route: str, workspace: str = "default") -> str:
+    """A page of the UI in a workspace (workspaces are on: without one the UI asks for one)."""
+    return f"{lab.url}/#{route}?workspace={workspace}"
+
+
 def console_errors(driver) -> list[str]:
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
@@ -81,8 +87,15 @@ def text(driver) -> str:
     return driver.find_element("tag name", "body").text
 
 
+def log_in(driver, user: str, password: str) -> None:
+    """Basic auth on every request of the page, as the browser sends it after its login prompt."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})
+
+
 def test_without_credentials_the_browser_gets_401_and_no_ui(lab, browser):
-    browser.get(f"{lab.url}/#/experiments")
+    browser.get(ui(lab, "/experiments"))
     errors = console_errors(browser)
     assert any("status of 401" in error for error in errors), errors
     assert "Experiments" not in text(browser)
@@ -90,15 +103,13 @@ def test_without_credentials_the_browser_gets_401_and_no_ui(lab, browser):
 
 def test_pages_render_with_no_console_errors(lab, trained, browser):
     tuning, children = trained
-    token = base64.b64encode(f"{lab.user}:{lab.password}".encode()).decode()
-    browser.execute_cdp_cmd("Network.enable", {})
-    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})
-    run = f"{lab.url}/#/experiments/{tuning.info.experiment_id}/runs/{tuning.info.run_id}"
+    log_in(browser, lab.user, lab.password)
+    run = f"/experiments/{tuning.info.experiment_id}/runs/{tuning.info.run_id}"
 
-    page(browser, f"{lab.url}/#/experiments", lambda d: MODEL in text(d).splitlines(), "experiments")
+    page(browser, ui(lab, "/experiments"), lambda d: MODEL in text(d).splitlines(), "experiments")
     page(
         browser,
-        run,
+        ui(lab, run),
         lambda d: {"hyperparameter-tuning", "Child runs"} <= set(text(d).splitlines()) and all(c in text(d) for c in children),
         "tuning-run",
     )
@@ -107,11 +118,29 @@ def test_pages_render_with_no_console_errors(lab, trained, browser):
         images = d.find_elements("css selector", "img[src^='blob:']")
         return any(d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i) for i in images)
 
-    page(browser, f"{run}/artifacts/plots/predicted_vs_actual.png", plot_drawn, "plot-artifact")
-    page(browser, f"{lab.url}/#/models", lambda d: MODEL in text(d).splitlines() and "@ champion" in text(d), "models")
+    page(browser, ui(lab, f"{run}/artifacts/plots/predicted_vs_actual.png"), plot_drawn, "plot-artifact")
+    page(browser, ui(lab, "/models"), lambda d: MODEL in text(d).splitlines() and "@ champion" in text(d), "models")
     page(
         browser,
-        f"{lab.url}/#/models/{MODEL}/versions/1",
+        ui(lab, f"/models/{MODEL}/versions/1"),
         lambda d: {"Stage (deprecated)", "Production"} <= set(text(d).splitlines()),
         "model-version",
     )
+
+
+def test_a_viewer_sees_the_pages_and_cannot_write_from_them(lab, trained, browser):
+    name = unique("ui-viewer")
+    log_in(browser, name, add(lab, name, role="viewer")[name])
+    try:
+        page(browser, ui(lab, "/experiments"), lambda d: MODEL in text(d).splitlines(), "viewer-experiments")
+        page(browser, ui(lab, "/models"), lambda d: MODEL in text(d).splitlines(), "viewer-models")
+        # What the UI's "Create experiment" sends, from the page itself.
+        status = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch('ajax-api/2.0/mlflow/experiments/create', {method: 'POST', headers: {'Content-Type': 'application/json'},"
+            " body: JSON.stringify({name: arguments[0]})}).then(r => done(r.status));",
+            unique("from-the-ui"),
+        )
+        assert status == 403
+    finally:
+        users(lab, "remove", name)
