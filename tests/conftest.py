@@ -33,6 +33,7 @@ from mlflow_lab.settings import REPO_ROOT, Settings
 from mlflow_lab.storage import s3_client
 from mlflow_lab.testing import stacks
 from mlflow_lab.testing.plugin import client_environment
+from tests.stack.people import TEST_OVERRIDES
 
 # A user's project with a suite of its own, run by tests/kit in its own environment.
 collect_ignore = ["kit/example_project"]
@@ -85,7 +86,7 @@ class Lab(stacks.Lab):
 
 def _native(request):
     # Logs of a failed session stay on disk; pytest_terminal_summary prints their tails.
-    return stacks.native_lab(keep_state=lambda: request.session.testsfailed > 0)
+    return stacks.native_lab(keep_state=lambda: request.session.testsfailed > 0, overrides=TEST_OVERRIDES)
 
 
 def _compose(request):

@@ -7,8 +7,12 @@ non-zero without a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
+
+# MLflow's answers to an account that may not do what it asked: expected in a shared lab.
+REFUSALS = {"PERMISSION_DENIED": "may not do that", "UNAUTHENTICATED": "is not a known account, or its password is wrong"}
 
 
 class LabError(Exception):
@@ -24,3 +28,10 @@ def run_cli(app: Callable[[], object]) -> None:
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
+    except Exception as exc:
+        code = getattr(exc, "error_code", None)  # an MlflowException's, without importing MLflow here
+        if code not in REFUSALS:
+            raise
+        who = os.environ.get("MLFLOW_TRACKING_USERNAME") or "this account"
+        print(f"error: MLflow refused: {who} {REFUSALS[code]} ({code}).", file=sys.stderr)
+        raise SystemExit(LabError.exit_code) from None

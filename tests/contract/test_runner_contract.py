@@ -11,6 +11,7 @@ import re
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import pytest
 
 from mlflow_lab.native import declaration
 from mlflow_lab.testing.stacks import lab_cli
+from tests.stack.payloads import v2_body
+from tests.stack.people import MEMBER_MODEL, Person, add, unique, users
 
 pytestmark = [pytest.mark.stack, pytest.mark.contract]
 FIVE_MB = 5 * 1024 * 1024
@@ -73,37 +76,93 @@ def test_a_run_metric_and_5_mb_artifact_round_trip_through_nginx_into_both_store
         assert cursor.fetchone() == ("RUNNING",)
 
 
-def test_make_train_promote_score_run_the_jobs_with_the_lab_credentials(lab, data_dir):
-    """`make train promote score` call `lab job ...`: natively they run `lab-job` with `lab env`;
-    under Compose train, promote and score are job containers, run as the invoking user, that
-    reach MLflow through nginx and write into ./data."""
+def test_a_member_trains_promotes_scores_and_predicts_with_its_own_model(lab, data_dir):
+    """`make train promote score` call `lab job ...` as the caller's account: natively `lab-job`
+    runs here, under Compose train, promote and score are job containers, run as the invoking
+    user, that reach MLflow through nginx and write into ./data. A member does the whole
+    workflow on a model of its own, which the model API then serves to it; a model the admin
+    owns it cannot promote."""
     lab.require_internals()
-    name = f"psystock-jobs-{uuid.uuid4().hex[:6]}"
+    name = unique("member")
+    member = Person(lab, name, add(lab, name)[name])
+    as_member = {**lab.cli_env, "MLFLOW_TRACKING_USERNAME": member.name, "MLFLOW_TRACKING_PASSWORD": member.password}
     sample = Path("data") / f"psystock-sample-{uuid.uuid4().hex[:6]}.csv"
     scored_path = data_dir / sample.with_name(sample.stem + ".predictions.csv")
+
+    def job(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "mlflow_lab.cli", "job", *args],
+            capture_output=True,
+            text=True,
+            env=as_member,
+            cwd=data_dir,
+            timeout=600,
+        )
+
     try:
         for args in (
-            ["train", "psystock", "--experiment", name, "--register-as", name, "--days", "300", "--n-estimators", "5"],
-            ["promote", name],
+            [
+                "train",
+                "psystock",
+                "--experiment",
+                MEMBER_MODEL,
+                "--register-as",
+                MEMBER_MODEL,
+                "--days",
+                "300",
+                "--n-estimators",
+                "5",
+            ],
+            ["promote", MEMBER_MODEL],
             ["sample-input", "psystock", str(sample), "--rows", "40"],
-            ["score", str(sample), "--model-uri", f"models:/{name}/Production"],
+            ["score", str(sample), "--model-uri", f"models:/{MEMBER_MODEL}/Production"],
         ):
-            result = subprocess.run(
-                [sys.executable, "-m", "mlflow_lab.cli", "job", *args],
-                capture_output=True,
-                text=True,
-                env=lab.cli_env,
-                cwd=data_dir,
-                timeout=600,
-            )
+            result = job(*args)
             assert result.returncode == 0, result.stdout + result.stderr
         scored = pd.read_csv(scored_path)
         assert len(scored) == 40 and {"probability", "decision"} <= set(scored.columns)
-        assert f"models:/{name}/1" in result.stdout and "(run " in result.stdout
+        assert f"models:/{MEMBER_MODEL}/1" in result.stdout and "(run " in result.stdout
         assert scored_path.stat().st_uid == os.getuid(), "the output belongs to the user who ran the job"
+        runs = member.api("POST", "runs/search", {"experiment_ids": [experiment_id(member, MEMBER_MODEL)]}).json()["runs"]
+        assert {run["info"]["user_id"] for run in runs} == {member.name}
+
+        rows = pd.read_csv(data_dir / sample).head(3)
+        for path, body in (
+            (f"/v2/models/{MEMBER_MODEL}/infer", v2_body(rows)),
+            (f"/models/{MEMBER_MODEL}/invocations", {"dataframe_split": rows.to_dict(orient="split", index=False)}),
+        ):
+            answered = wait_for(lambda path=path, body=body: member.call("POST", path, json=body), seconds=90)
+            assert answered.status_code == 200, answered.text[:300]
+
+        shared = unique("shared")
+        admin = Person(lab, lab.user, lab.password)
+        admin.api("POST", "registered-models/create", {"name": shared}).raise_for_status()
+        version = admin.api(
+            "POST",
+            "model-versions/create",
+            {"name": shared, "source": runs[0]["info"]["artifact_uri"], "run_id": runs[0]["info"]["run_id"]},
+        )
+        version.raise_for_status()
+        refused = job("promote", shared, "--force")
+        assert refused.returncode != 0 and "PERMISSION_DENIED" in refused.stdout + refused.stderr
+        stage = admin.api("GET", "model-versions/get", {"name": shared, "version": "1"}).json()["model_version"]["current_stage"]
+        assert stage == "None"
     finally:
         for path in (data_dir / sample, scored_path):
             path.unlink(missing_ok=True)
+        users(lab, "remove", name, check=False)
+
+
+def experiment_id(person: Person, name: str) -> str:
+    return person.api("GET", "experiments/get-by-name", {"experiment_name": name}).json()["experiment"]["experiment_id"]
+
+
+def wait_for(request, seconds: float):
+    """The model API serves a newly promoted version within its poll interval plus a load."""
+    deadline = time.monotonic() + seconds
+    while (response := request()).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(1)
+    return response
 
 
 def test_down_then_up_keeps_every_run_model_and_artifact_and_passes_init_again(lab, mlflow_client, tmp_path):

@@ -12,6 +12,11 @@ import requests
 
 from mlflow_lab.testing.stacks import lab_cli
 
+# A model a member owns, which the test labs' model API serves beside the admin's
+# (MODEL_API_MODELS in TEST_OVERRIDES): a member's whole workflow ends with predictions.
+MEMBER_MODEL = "member-stock"
+TEST_OVERRIDES = {"MODEL_API_MODELS": f"wine-quality psystock {MEMBER_MODEL}"}
+
 
 def cli(lab, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """`lab ARGS` against this lab (LAB_TEST_URL: the one this environment's .env describes)."""

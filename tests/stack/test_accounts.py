@@ -1,77 +1,78 @@
-"""Accounts besides the admin (`lab users`): each logs in, a removed one gets 401 at once,
-passwords are shown once and stored only as hashes, and bad names change nothing."""
+"""Accounts (`lab users`), held by MLflow's auth app: each logs in through nginx, passwords
+are shown once and stored only as hashes, roles change, and bad names change nothing."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import contextlib
 
+import psycopg2
 import pytest
-import requests
 
-from mlflow_lab.testing.stacks import lab_cli
+from tests.stack.people import Person, add, unique, users
 
 pytestmark = pytest.mark.stack
-LOG_A_RUN = "import mlflow; mlflow.set_experiment('accounts')\nwith mlflow.start_run() as run: print('RUN', run.info.run_id)"
 
 
-def users(lab, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return lab_cli(lab.cli_env, "users", *args, check=check)
+def stored_hashes(lab) -> dict[str, str]:
+    """MLflow's user table, as the auth database keeps it."""
+    s = lab.require_internals() and lab.settings
+    host, port = lab.address("postgres", "POSTGRES_PORT")
+    connection = psycopg2.connect(
+        host=host, port=port, user=s["POSTGRES_USER"], password=s["POSTGRES_PASSWORD"], dbname=s["POSTGRES_AUTH_DB"]
+    )
+    with contextlib.closing(connection), connection.cursor() as cur:
+        cur.execute("SELECT username, password_hash FROM users")
+        return dict(cur.fetchall())
 
 
-def stored(lab) -> str:
-    """The accounts file as nginx keeps it."""
-    return (lab.require_internals().data_dir("nginx") / "users.htpasswd").read_text()
-
-
-def status(lab, user: str, password: str) -> int:
-    return requests.get(
-        f"{lab.url}/api/2.0/mlflow/experiments/search?max_results=1", auth=(user, password), timeout=10
-    ).status_code
-
-
-def test_accounts_log_in_are_removed_at_once_and_keep_no_clear_password(lab):
-    added = users(lab, "add", "alice", "bob.k", "--count", "2", "--prefix", "team")
-    lines = added.stdout.splitlines()
-    assert lines[0].split() == ["account", "password"]
-    passwords = dict(line.split() for line in lines[1:])
-    assert list(passwords) == ["alice", "bob.k", "team01", "team02"]
+def test_accounts_log_in_with_their_role_and_keep_no_clear_password(lab):
+    prefix = unique("team").replace("-", "")
+    names = [unique("alice"), unique("bob.k")]
+    passwords = {
+        **add(lab, *names),
+        **dict(
+            line.split()
+            for line in users(lab, "add", "--count", "2", "--prefix", prefix, "--role", "viewer").stdout.splitlines()[1:]
+        ),
+    }
+    assert list(passwords) == [*names, f"{prefix}01", f"{prefix}02"]
     assert all(len(p) >= 24 for p in passwords.values()) and len(set(passwords.values())) == 4
     try:
         for name, password in passwords.items():
-            assert status(lab, name, password) == 200, name
-            assert status(lab, name, password + "x") == 401, name
-        assert status(lab, lab.user, lab.password) == 200, "the admin from .env stays"
+            assert Person(lab, name, password).api("GET", "users/current").json()["user"]["username"] == name
+            assert Person(lab, name, password + "x").api("GET", "users/current").status_code == 401
 
-        listed = users(lab, "list").stdout
-        assert listed.split() == list(passwords)
-        kept = stored(lab)
-        assert not any(password in kept or password in listed for password in passwords.values())
-        assert all(line.split(":", 1)[1].startswith("{SSHA}") for line in kept.splitlines())
-
-        # MLflow 3.17's client reports the account it authenticates with as the run's user.
-        env = {
-            **os.environ,
-            **lab.client_env(),
-            "MLFLOW_TRACKING_USERNAME": "alice",
-            "MLFLOW_TRACKING_PASSWORD": passwords["alice"],
+        listed = dict(line.split() for line in users(lab, "list").stdout.splitlines())
+        assert {name: listed[name] for name in passwords} == {
+            names[0]: "member",
+            names[1]: "member",
+            f"{prefix}01": "viewer",
+            f"{prefix}02": "viewer",
         }
-        logged = subprocess.run([sys.executable, "-c", LOG_A_RUN], env=env, capture_output=True, text=True, check=True)
-        run = requests.get(
-            f"{lab.url}/api/2.0/mlflow/runs/get",
-            params={"run_id": next(line.split()[1] for line in logged.stdout.splitlines() if line.startswith("RUN "))},
-            auth=(lab.user, lab.password),
-            timeout=10,
-        ).json()["run"]
-        assert (run["info"]["user_id"], {t["key"]: t["value"] for t in run["data"]["tags"]}["mlflow.user"]) == ("alice", "alice")
+        assert lab.user not in listed and lab.settings["MODEL_API_USER"] not in listed, "the lab's own accounts are not listed"
+        hashes = stored_hashes(lab)
+        assert not any(password in value for value in hashes.values() for password in passwords.values())
+        assert all(hashes[name].startswith(("pbkdf2:", "scrypt:")) for name in passwords)
 
-        users(lab, "remove", "bob.k")
-        assert status(lab, "bob.k", passwords["bob.k"]) == 401, "refused at once, no restart"
-        assert status(lab, "alice", passwords["alice"]) == 200
+        users(lab, "set-role", names[1], "viewer")
+        assert dict(line.split() for line in users(lab, "list").stdout.splitlines())[names[1]] == "viewer"
+        refused = Person(lab, names[1], passwords[names[1]]).api("POST", "experiments/create", {"name": unique("as-viewer")})
+        assert refused.status_code == 403
     finally:
-        users(lab, "remove", *[n for n in passwords if n != "bob.k"], check=False)
-    assert users(lab, "list").stdout.split() == []
+        users(lab, "remove", *passwords, check=False)
+    assert not set(passwords) & {line.split()[0] for line in users(lab, "list").stdout.splitlines()}
+
+
+def test_reset_password_shows_a_new_one_once(lab):
+    name = unique("forgetful")
+    old = add(lab, name)[name]
+    try:
+        lines = users(lab, "reset-password", name).stdout.splitlines()
+        new = dict(line.split() for line in lines[1:])[name]
+        assert new != old and Person(lab, name, new).api("GET", "users/current").status_code == 200
+        assert new not in stored_hashes(lab)[name]
+    finally:
+        users(lab, "remove", name)
 
 
 @pytest.mark.parametrize(
@@ -85,21 +86,23 @@ def test_accounts_log_in_are_removed_at_once_and_keep_no_clear_password(lab):
         ),
         (
             ["remove", "nobody-here"],
-            "error: there is no account 'nobody-here' (the admin from .env cannot be removed); nothing was changed.",
+            "error: there is no account 'nobody-here' (the lab's own accounts cannot be changed here); nothing was changed.",
+        ),
+        (["add", "frank", "--role", "owner"], "error: no role 'owner'; the roles are admin, member, viewer."),
+        (
+            ["set-role", "nobody-here", "viewer"],
+            "error: there is no account 'nobody-here' (the lab's own accounts cannot be changed here); nothing was changed.",
         ),
     ],
 )
-def test_bad_names_are_one_sentence_and_change_nothing(lab, args, sentence):
-    users(lab, "add", "erin")
-    try:
-        before = stored(lab)
-        result = users(lab, *args, check=False)
-        assert (result.returncode, result.stdout, result.stderr.strip()) == (1, "", sentence)
-        assert stored(lab) == before
-        again = users(lab, "add", "erin", check=False)
-        assert again.stderr.strip() == "error: account 'erin' already exists; nothing was changed."
-        admin = users(lab, "add", lab.user, check=False)
-        assert admin.stderr.strip() == f"error: '{lab.user}' is the admin account from .env; nothing was changed."
-        assert stored(lab) == before
-    finally:
-        users(lab, "remove", "erin")
+def test_bad_requests_are_one_sentence_and_change_nothing(lab, args, sentence):
+    before = users(lab, "list").stdout
+    result = users(lab, *args, check=False)
+    assert (result.returncode, result.stdout, result.stderr.strip()) == (1, "", sentence)
+    assert users(lab, "list").stdout == before
+
+
+def test_the_lab_own_accounts_cannot_be_taken(lab):
+    for name in (lab.user, lab.settings["MODEL_API_USER"]):
+        result = users(lab, "add", name, check=False)
+        assert result.stderr.strip() == f"error: '{name}' is an account of the lab itself; nothing was changed."

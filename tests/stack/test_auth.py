@@ -1,4 +1,4 @@
-"""nginx is the only door: basic auth on everything but health, unknown hosts refused."""
+"""nginx is the only door: MLflow's accounts on everything but health, unknown hosts refused."""
 
 import re
 
@@ -9,15 +9,30 @@ pytestmark = pytest.mark.stack
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 
 
-def test_no_credentials_is_401(lab):
-    response = requests.get(lab.url + SEARCH, timeout=10)
-    assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"].startswith("Basic")
+# Every kind of path nginx closes: UI, REST and ajax APIs, artifact proxy, GraphQL, OTLP
+# traces, MLflow's account pages, the model API (REST) and its repository API.
+CLOSED = [
+    ("GET", "/"),
+    ("GET", SEARCH),
+    ("POST", "/ajax-api/2.0/mlflow/experiments/search"),
+    ("GET", "/api/2.0/mlflow-artifacts/artifacts"),
+    ("POST", "/graphql"),
+    ("POST", "/v1/traces"),
+    ("GET", "/signup"),
+    ("GET", "/api/2.0/mlflow/users/list"),
+    ("POST", "/models/wine-quality/invocations"),
+    ("POST", "/v2/models/wine-quality/infer"),
+    ("POST", "/v2/repository/index"),
+]
 
 
-def test_wrong_password_is_401(lab):
-    response = requests.get(lab.url + SEARCH, auth=(lab.user, lab.password + "x"), timeout=10)
-    assert response.status_code == 401
+@pytest.mark.parametrize("method, path", CLOSED)
+def test_no_credentials_or_a_wrong_password_is_401(lab, method, path):
+    anonymous = requests.request(method, lab.url + path, timeout=10)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith("Basic")
+    wrong = requests.request(method, lab.url + path, auth=(lab.user, lab.password + "x"), timeout=10)
+    assert wrong.status_code == 401
 
 
 def test_wrong_user_is_401(lab):
