@@ -120,7 +120,7 @@ def backup(
     state_dir: StateDir = DEFAULT_STATE,
     runner: RunnerOpt = "auto",
 ) -> None:
-    """Write one archive of the running lab: database dump, every artifact, manifest with sha256s (no secrets)."""
+    """Archive the running lab: databases (runs, accounts), every artifact, a manifest with sha256s. As the admin of .env."""
     from mlflow_lab.backup import operations
 
     typer.echo(operations.backup(runner_for(runner, state_dir), Settings.load(), folder))
@@ -133,7 +133,7 @@ def restore(
     state_dir: StateDir = DEFAULT_STATE,
     runner: RunnerOpt = "auto",
 ) -> None:
-    """Restore an archive onto the running lab (checked in full first; FORCE=1 to replace existing runs)."""
+    """Restore an archive onto the running lab (checked in full first; FORCE=1 replaces runs). As the admin of .env."""
     from mlflow_lab.backup import operations
 
     operations.restore(runner_for(runner, state_dir), Settings.load(), file, force)

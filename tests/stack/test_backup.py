@@ -20,8 +20,10 @@ import pytest
 from mlflow.entities import ViewType
 
 from mlflow_lab.jobs import promote, sample_input, train_wine
+from mlflow_lab.settings import PASSWORD_VARS
 from mlflow_lab.testing.ports import free_ports
 from mlflow_lab.testing.stacks import lab_cli
+from tests.stack.people import Person, add, unique, users
 from tests.stack.test_batch_scoring import run_job
 
 pytestmark = [pytest.mark.stack, pytest.mark.replaces_lab]
@@ -96,14 +98,19 @@ def restored(lab, mlflow_client, tmp_path_factory):
     frame = pd.read_csv(source)
     predicted = mlflow.pyfunc.load_model(f"models:/{name}/Production").predict(frame)
     before = lab_state(lab, mlflow_client)
+    keeper = unique("keeper")
+    password = add(lab, keeper, role="viewer")[keeper]
 
     made = lab_command(lab, "backup", "--dir", str(folder / "archives"))
     archive = Path(made.stdout.strip())
     lab_command(lab, "clean", "--force")
     lab_command(lab, "up")
     emptied = lab_state(lab, mlflow_client)
+    accounts_emptied = users(lab, "list").stdout
     restore = lab_command(lab, "restore", str(archive))
     return {
+        "keeper": Person(lab, keeper, password),
+        "accounts": (accounts_emptied, users(lab, "list").stdout),
         "name": name,
         "frame": frame,
         "predicted": np.asarray(predicted),
@@ -150,10 +157,21 @@ def test_the_archive_has_a_manifest_and_no_secrets(lab, restored):
     assert manifest["object_count"] == len(restored["before"]["objects"])
     assert {entry["name"].removeprefix("artifacts/") for entry in manifest["objects"]} == set(restored["before"]["objects"])
     data = archive.read_bytes()
-    for secret in ("LAB_PASSWORD", "POSTGRES_PASSWORD", "S3_SECRET_ACCESS_KEY"):
+    for secret in PASSWORD_VARS:
         assert lab.settings[secret].encode() not in data, f"{secret} is in the archive"
+    assert restored["keeper"].password.encode() not in data, "an account's password is in the archive"
     assert f"{manifest['object_count']} objects" in restored["backup_said"]
     assert "keep .env separately" in restored["backup_said"]
+
+
+@pytest.mark.contract  # backup and restore on the same runner
+def test_accounts_and_their_roles_come_back_with_their_passwords(restored):
+    emptied, after = restored["accounts"]
+    keeper = restored["keeper"]
+    assert keeper.name not in emptied, "clean removed the account"
+    assert f"{keeper.name}  viewer" in after.splitlines()
+    assert keeper.api("GET", "users/current").json()["user"]["username"] == keeper.name
+    assert keeper.api("POST", "experiments/create", {"name": unique("viewer-after-restore")}).status_code == 403
 
 
 def refused(lab, archive: Path, *extra: str, env: dict | None = None) -> str:

@@ -1,6 +1,8 @@
 """The backup archive: a tar file with the database dump, the artifact objects and a manifest.
 
-Layout:  database.pgdump · artifacts/<key> ... · manifest.json (last: written once all is in).
+Layout:  database.pgdump · accounts.pgdump (MLflow's auth database; absent from archives made
+before the lab's accounts moved into it) · artifacts/<key> ... · manifest.json (last: written
+once all is in).
 Nothing in it is trusted before `unpack` has checked every file against the manifest's sha256.
 """
 
@@ -21,6 +23,7 @@ from mlflow_lab.errors import LabError
 FORMAT = "mlflow-lab-backup/1"
 MANIFEST = "manifest.json"
 DATABASE = "database.pgdump"
+ACCOUNTS = "accounts.pgdump"
 OBJECTS = "artifacts/"
 CHUNK = 1 << 20
 
@@ -40,6 +43,7 @@ class Manifest:
     rows: dict[str, int]
     database: Entry
     objects: list[Entry] = field(default_factory=list)
+    accounts: Entry | None = None
     format: str = FORMAT
 
     @property
@@ -61,6 +65,7 @@ class Manifest:
             rows={name: int(count) for name, count in raw["rows"].items()},
             database=Entry(**raw["database"]),
             objects=[Entry(**entry) for entry in raw["objects"]],
+            accounts=Entry(**raw["accounts"]) if raw.get("accounts") else None,
         )
 
 
@@ -128,7 +133,7 @@ def unpack(archive: Path, into: Path) -> Manifest:
             names = tar.getnames()
             if MANIFEST not in names:
                 raise LabError(f"{archive} is not a mlflow-lab backup, or is truncated: it has no {MANIFEST}.")
-            unexpected = [name for name in names if name not in (MANIFEST, DATABASE) and not name.startswith(OBJECTS)]
+            unexpected = [name for name in names if name not in (MANIFEST, DATABASE, ACCOUNTS) and not name.startswith(OBJECTS)]
             if unexpected:
                 raise LabError(f"{archive} is not a mlflow-lab backup: it holds {unexpected[0]}.")
             tar.extractall(into, filter="data")  # no absolute paths, links out or devices
@@ -138,7 +143,7 @@ def unpack(archive: Path, into: Path) -> Manifest:
         manifest = Manifest.from_json((into / MANIFEST).read_text())
     except (ValueError, KeyError, TypeError) as exc:
         raise LabError(f"{archive} has no valid mlflow-lab manifest ({exc}).") from None
-    expected = [manifest.database, *manifest.objects]
+    expected = [manifest.database, *([manifest.accounts] if manifest.accounts else []), *manifest.objects]
     for entry in expected:
         path = into / entry.name
         if not path.is_file():

@@ -1,5 +1,5 @@
-"""The tracking database in a backup: a dump consistent with its row counts, and a restore
-that the lab sees all at once or not at all.
+"""The lab's databases in a backup: the tracking database's dump consistent with its row
+counts, the accounts' as it is, and a restore that the lab sees all at once or not at all.
 
 Every program (psql, pg_dump, pg_restore) runs where the runner says: in the PostgreSQL
 container under Compose (its own client programs, never older than the server), from the
@@ -81,6 +81,14 @@ class Database:
             finally:
                 to_psql.close()
         return revision, counts
+
+    def dump_whole(self, path: Path) -> None:
+        """pg_dump (custom format) into `path`, with no counts: the accounts' database."""
+        argv, env = self._command(["pg_dump", "--format=custom", "-d", self.name])
+        with path.open("wb") as out:
+            result = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
+        if result.returncode != 0:
+            raise LabError(f"pg_dump of {self.name} failed: {_last_line(result.stderr)}")
 
     def load_beside(self, dump: Path) -> str:
         """Restore `dump` into a new database next to the lab's (which stays untouched); its name."""

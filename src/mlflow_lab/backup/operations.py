@@ -63,15 +63,20 @@ def backup(runner: Runner, settings: Settings, folder: Path) -> Path:
         revision, rows = Database(runner, settings["POSTGRES_DB"]).dump(dump)
         database = out.add(archive.DATABASE, dump)
         dump.unlink()
+        accounts_dump = Path(scratch) / archive.ACCOUNTS
+        Database(runner, settings["POSTGRES_AUTH_DB"]).dump_whole(accounts_dump)
+        accounts = out.add(archive.ACCOUNTS, accounts_dump)
+        accounts_dump.unlink()
         objects = []
         for key, _ in progress(list(proxy.keys()), "artifacts"):
             local = Path(scratch) / "object"
             proxy.download(key, local)
             objects.append(out.add(archive.object_name(key), local))
-        out.add_manifest(archive.Manifest(stamp, server_version, revision, rows, database, objects))
+        out.add_manifest(archive.Manifest(stamp, server_version, revision, rows, database, objects, accounts))
     say(
         f"backup: {final} ({_size(final.stat().st_size)}; {rows['runs']} runs, {rows['model_versions']} model versions, "
-        f"{len(objects)} objects) in {time.monotonic() - started:.1f} s. It holds no secrets: keep .env separately."
+        f"{len(objects)} objects, the accounts) in {time.monotonic() - started:.1f} s. It holds no secret in the clear "
+        "(passwords only as MLflow's hashes): keep .env separately."
     )
     return final
 
@@ -113,15 +118,24 @@ def restore(runner: Runner, settings: Settings, file: Path, force: bool) -> None
                 )
             say(f"restore: replacing the lab's {_describe(rows, len(present))}")
         loaded = database.load_beside(Path(scratch) / archive.DATABASE)
+        accounts = Database(runner, settings["POSTGRES_AUTH_DB"])
+        accounts_loaded = accounts.load_beside(Path(scratch) / archive.ACCOUNTS) if manifest.accounts else None
         try:
             if (found := database.counts(loaded)) != manifest.rows:
                 raise LabError(f"{file} does not restore to the rows its manifest counts ({found} != {manifest.rows}).")
             for entry in progress(manifest.objects, "artifacts"):
                 proxy.upload(archive.object_key(entry.name), Path(scratch) / entry.name)
             database.swap_in(loaded)
+            if accounts_loaded:
+                accounts.swap_in(accounts_loaded)
         finally:
             database.drop(loaded)  # gone already once swapped in
-    runner.run_init()  # `mlflow db upgrade` for an older schema; the database's settings
+            if accounts_loaded:
+                accounts.drop(accounts_loaded)
+    if not manifest.accounts:
+        say(f"restore: {file.name} holds no accounts (made before MLflow held them): the lab's accounts stay as they are")
+    # `mlflow db upgrade` for an older schema; the admin and the model API's account in step with .env
+    runner.run_init()
     stale = sorted(set(present) - {archive.object_key(entry.name) for entry in manifest.objects})
     if stale:
         say(f"restore: deleting {len(stale)} artifact object(s) the restored lab does not hold")
