@@ -52,6 +52,11 @@ def ensure_roles(api: AuthApi, workspace: str) -> dict[str, int]:
     return found
 
 
+def check_role(role: str) -> None:
+    if role not in ROLE_NAMES:
+        raise LabError(f"no role '{role}'; the roles are {', '.join(ROLE_NAMES)}.")
+
+
 def check_names(names: list[str], taken: set[str], reserved: set[str]) -> None:
     """Every name valid, new and named once, or a LabError before anything changes."""
     for name in names:
@@ -113,18 +118,22 @@ class Directory:
 
     def add(self, names: list[str], role: str) -> list[tuple[str, str]]:
         """New accounts with generated passwords: (name, password), shown once by the caller."""
-        if role not in ROLE_NAMES:
-            raise LabError(f"no role '{role}'; the roles are {', '.join(ROLE_NAMES)}.")
+        check_role(role)
         check_names(names, {name for name, _ in self.accounts()}, self.reserved)
         added: list[tuple[str, str]] = []
         with self._as_admin():
             api = self._api()
             roles = ensure_roles(api, DEFAULT_WORKSPACE)
-            for name in names:
-                password = new_secret()
-                api.create_user(name, password)
-                added.append((name, password))
-                self._give(api, name, role, roles)
+            try:
+                for name in names:
+                    password = new_secret()
+                    api.create_user(name, password)
+                    added.append((name, password))
+                    self._give(api, name, role, roles)
+            except Exception:
+                for name, _ in added:  # nothing half-done: no account whose password nobody saw
+                    api.delete_user(name)
+                raise
         return added
 
     def _give(self, api, name: str, role: str, roles: dict[str, int]) -> None:
@@ -136,8 +145,7 @@ class Directory:
             api.assign_role(name, roles[role])
 
     def set_role(self, name: str, role: str) -> None:
-        if role not in ROLE_NAMES:
-            raise LabError(f"no role '{role}'; the roles are {', '.join(ROLE_NAMES)}.")
+        check_role(role)
         self._existing([name])
         with self._as_admin():
             api = self._api()

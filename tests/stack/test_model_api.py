@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from mlserver.grpc import converters, dataplane_pb2_grpc
+from mlserver.grpc import converters, dataplane_pb2_grpc, model_repository_pb2, model_repository_pb2_grpc
 from mlserver.types import InferenceRequest
 
 from mlflow_lab.jobs import promote, sample_input, train_psystock, train_wine
@@ -101,7 +101,12 @@ def test_grpc_infer_through_nginx_with_credentials(lab, served):
         reply = stub.ModelInfer(request, metadata=[("authorization", f"Basic {token}")], timeout=30)
         with pytest.raises(grpc.RpcError) as refused:
             stub.ModelInfer(request, timeout=30)
+        with pytest.raises(grpc.RpcError) as closed:  # load and unload are the lab's, for no account
+            model_repository_pb2_grpc.ModelRepositoryServiceStub(channel).RepositoryIndex(
+                model_repository_pb2.RepositoryIndexRequest(), metadata=[("authorization", f"Basic {token}")], timeout=30
+            )
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert closed.value.code() == grpc.StatusCode.PERMISSION_DENIED
     response = converters.ModelInferResponseConverter.to_types(reply)
     assert response.model_version == "1"
     np.testing.assert_allclose(np.asarray(response.outputs[0].data, dtype="float64"), in_process(WINE, "1", frame), rtol=1e-6)
@@ -370,4 +375,10 @@ def test_model_api_down_leaves_tracking_up_and_answers_json_503(lab):
         assert session.get(search, timeout=10).status_code == 200
     finally:
         stack.start_service("model-api")
-    assert lab.session().get(f"{lab.url}/v2/health/ready", timeout=10).status_code == 200
+    # Back: ready once it has loaded its models again (MLServer answers 400 until then).
+    deadline = time.monotonic() + 60
+    while (
+        ready := lab.session().get(f"{lab.url}/v2/health/ready", timeout=10)
+    ).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert ready.status_code == 200

@@ -56,11 +56,14 @@ def test_artifact_is_byte_identical(mlflow_client, logged_run, tmp_path):
     assert sha256(downloaded) == sha256(artifact)
 
 
-def test_artifact_is_in_the_bucket(lab, logged_run):
+def test_artifact_is_in_the_bucket(lab, mlflow_client, logged_run):
     lab.require_internals()
     experiment_id, run_id, artifact = logged_run
     client, bucket = lab.s3(), lab.settings["S3_BUCKET"]
-    keys = [obj["Key"] for obj in client.list_objects_v2(Bucket=bucket, Prefix=f"{experiment_id}/{run_id}/")["Contents"]]
+    # mlflow-artifacts:/<path> lies at s3://<bucket>/<path>; workspaces put it under workspaces/<name>/
+    location = mlflow_client.get_run(run_id).info.artifact_uri.removeprefix("mlflow-artifacts:/")
+    assert location == f"workspaces/default/{experiment_id}/{run_id}/artifacts"
+    keys = [obj["Key"] for obj in client.list_objects_v2(Bucket=bucket, Prefix=location + "/")["Contents"]]
     key = next(k for k in keys if k.endswith("artifacts/model/weights.bin"))
     body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == sha256(artifact)
