@@ -24,7 +24,7 @@ set -eu
 # supervisor, which cannot reopen /dev/stdout) to a file in the runtime directory.
 : "${NGINX_ACCESS_LOG:=/dev/stdout}"
 # Accounts of labs from before MLflow held them: nginx-only {SSHA} hashes, which MLflow's
-# auth app cannot take over (it keeps PBKDF2 hashes of passwords it was given).
+# auth app cannot take over (it keeps scrypt hashes of passwords it was given).
 : "${NGINX_USERS_FILE:=/var/lib/mlflow-lab/users.htpasswd}"
 
 export NGINX_RESOLVER NGINX_LISTEN NGINX_GRPC_LISTEN NGINX_STATUS_PORT LAB_MAX_BODY_SIZE MODEL_API_MAX_BODY_SIZE NGINX_RUNTIME_DIR NGINX_ACCESS_LOG LAB_AUTH_CACHE_SECONDS
