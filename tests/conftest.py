@@ -70,11 +70,12 @@ class Lab(stacks.Lab):
     def s3(self):
         return s3_client(self.s3_settings())
 
-    def postgres(self):
+    def postgres(self, database: str = "POSTGRES_DB"):
+        """A connection to one of the lab's databases (the setting naming it)."""
         host, port = self.address("postgres", "POSTGRES_PORT")
         s = self.settings
         return psycopg2.connect(
-            host=host, port=port, user=s["POSTGRES_USER"], password=s["POSTGRES_PASSWORD"], dbname=s["POSTGRES_DB"]
+            host=host, port=port, user=s["POSTGRES_USER"], password=s["POSTGRES_PASSWORD"], dbname=s[database]
         )
 
     def restart(self, *services: str) -> None:

@@ -138,8 +138,9 @@ class Directory:
 
     def _give(self, api, name: str, role: str, roles: dict[str, int]) -> None:
         api.update_user_admin(name, role == "admin")
+        held = {r.id for r in api.list_user_roles(name)}
         for other, role_id in roles.items():
-            if other != role and any(r.id == role_id for r in api.list_user_roles(name)):
+            if other != role and role_id in held:
                 api.unassign_role(name, role_id)
         if role in roles:
             api.assign_role(name, roles[role])

@@ -55,6 +55,3 @@ class Person:
         if method == "GET":
             return self.call(method, path, params=body, **kwargs)
         return self.call(method, path, json=body, **kwargs)
-
-    def env(self) -> dict[str, str]:
-        return {**self.lab.client_env(), "MLFLOW_TRACKING_USERNAME": self.name, "MLFLOW_TRACKING_PASSWORD": self.password}

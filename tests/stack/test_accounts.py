@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 
-import psycopg2
 import pytest
 
 from tests.stack.people import Person, add, unique, users
@@ -15,11 +14,7 @@ pytestmark = pytest.mark.stack
 
 def stored_hashes(lab) -> dict[str, str]:
     """MLflow's user table, as the auth database keeps it."""
-    s = lab.require_internals() and lab.settings
-    host, port = lab.address("postgres", "POSTGRES_PORT")
-    connection = psycopg2.connect(
-        host=host, port=port, user=s["POSTGRES_USER"], password=s["POSTGRES_PASSWORD"], dbname=s["POSTGRES_AUTH_DB"]
-    )
+    connection = lab.postgres("POSTGRES_AUTH_DB")
     with contextlib.closing(connection), connection.cursor() as cur:
         cur.execute("SELECT username, password_hash FROM users")
         return dict(cur.fetchall())
