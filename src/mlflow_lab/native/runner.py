@@ -1,82 +1,36 @@
 """The native runner: compose.yaml's services as host processes under supervisord.
 
 What runs, with which environment, health check, start order and restart policy is read
-from compose.yaml (`declaration`); this module only says what differs on the host (the
-overlay below): service host names become 127.0.0.1, the stores and nginx run Debian's
-binaries instead of their images, and their files live under one state directory.
-Everything binds to loopback.
+from compose.yaml (`declaration`); the overlay says what differs on the host; NativeStack
+puts them together: the programs (`program`, addresses on loopback by `hostnames`), PostgreSQL's
+cluster (`postgres_cluster`), supervisord (`supervisor`), the health checks (`health`) and the
+unprivileged user of the system binaries' services (`privileges`), with all state in one directory.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import pwd
-import re
-import shlex
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow_lab import jobs
 from mlflow_lab.errors import LabError
-from mlflow_lab.native import declaration, ospackages
+from mlflow_lab.native import declaration, health, ospackages
+from mlflow_lab.native.overlay import SEAWEEDFS_PORT_OFFSETS, HostDifference, host_overlay
+from mlflow_lab.native.postgres_cluster import ensure_cluster
+from mlflow_lab.native.privileges import hand_over, private_dir, unprivileged_user
+from mlflow_lab.native.program import Program, derive
+from mlflow_lab.native.supervisor import Supervisor
 from mlflow_lab.settings import REPO_ROOT, Settings
 
+# Read here by the tests' port allocation (mlflow_lab.testing.ports).
+__all__ = ["SEAWEEDFS_PORT_OFFSETS", "NativeStack", "Program"]
+
 NGINX_DIR = REPO_ROOT / "nginx"
-# PostgreSQL refuses to run as root; nginx should not either. Services that only need
-# system binaries drop to this user when the runner is root. (The Python services keep
-# the invoking user: the interpreter may live in a directory only that user can read.)
-UNPRIVILEGED_USER = "nobody"
-# ...who must reach their files: when the state directory sits in a private place (a 0700
-# home or `mktemp -d`), theirs move here, one folder per state directory.
-UNPRIVILEGED_ROOT = Path("/var/lib/mlflow-lab")
 S3_MODES = ("seaweedfs", "minio")
-# SeaweedFS's own servers (master, volume, filer) listen on S3_PORT + these offsets, and
-# their gRPC ports 10000 above those (its convention); all on loopback.
-SEAWEEDFS_PORT_OFFSETS = {"master": 1, "volume": 2, "filer": 3}
-
-
-@dataclass(frozen=True)
-class Program:
-    """One service of compose.yaml as a host process."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]  # the service's own variables, on top of the runner's environment
-    health: list[str] | None  # Compose's healthcheck test, run on the host
-    depends_on: dict[str, str]
-    one_shot: bool
-    user: str | None = None
-    stopsignal: str = "TERM"
-
-
-@dataclass(frozen=True)
-class HostDifference:
-    """What the overlay changes for one service: its command, variables, user, stop signal."""
-
-    argv: list[str] | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    unprivileged: bool = False
-    stopsignal: str = "TERM"
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def reachable_by_others(path: Path) -> bool:
-    """Every existing directory on the way to `path` lets other users through (o+x)."""
-    return all(p.stat().st_mode & 0o001 for p in (path, *path.parents) if p.exists())
 
 
 class NativeStack:
@@ -86,17 +40,12 @@ class NativeStack:
         self.settings = settings
         self.compose_file = compose_file
         self.state = state_dir.resolve()
-        self.logs = self.state / "logs"
-        self.conf = self.state / "supervisord.conf"
-        self.socket = self.state / "supervisor.sock"
-        self.user = UNPRIVILEGED_USER if os.geteuid() == 0 else None
+        self.user = unprivileged_user()
         # PostgreSQL's data, nginx's runtime files and copies of its entrypoint and template.
-        self.private = (
-            self.state
-            if self.user is None or reachable_by_others(self.state)
-            else UNPRIVILEGED_ROOT / hashlib.sha256(str(self.state).encode()).hexdigest()[:12]
-        )
+        self.private = private_dir(self.state, self.user)
         self.nginx_conf = self.private / "nginx-conf"
+        self.supervisor = Supervisor(self.state, self.private)
+        self.logs, self.conf, self.socket = self.supervisor.logs, self.supervisor.conf, self.supervisor.socket
 
     # --- what runs ------------------------------------------------------------
     @property
@@ -108,79 +57,7 @@ class NativeStack:
 
     def overlay(self) -> dict[str, HostDifference]:
         """What differs on the host, service by service; everything else is compose.yaml's."""
-        s, state, private = self.settings, self.state, self.private
-        bind = s["LAB_BIND_ADDRESS"]
-        s3_port = s["S3_PORT"]
-        seaweed_ports = [
-            f"-{name}.port{grpc}={int(s3_port) + offset + (10000 if grpc else 0)}"
-            for name, offset in SEAWEEDFS_PORT_OFFSETS.items()
-            for grpc in ("", ".grpc")
-        ]
-        return {
-            "postgres": HostDifference(
-                argv=[
-                    ospackages.postgres_bin("postgres"),
-                    "-D",
-                    str(private / "postgres"),
-                    "-p",
-                    s["POSTGRES_PORT"],
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-c",
-                    "unix_socket_directories=",
-                ],
-                # compose.yaml's pg_isready then reaches it over TCP (there is no socket).
-                env={"PGHOST": "127.0.0.1", "PGPORT": s["POSTGRES_PORT"]},
-                unprivileged=True,
-                stopsignal="INT",  # SIGINT: PostgreSQL's fast shutdown
-            ),
-            "s3": HostDifference(
-                argv=[
-                    str(Path(sys.executable).parent / "weed"),
-                    "-logtostderr=true",
-                    "server",
-                    f"-dir={state / 's3'}",
-                    "-ip=127.0.0.1",
-                    "-ip.bind=127.0.0.1",
-                    *seaweed_ports,
-                    "-volume.max=0",
-                    "-master.volumeSizeLimitMB=1024",
-                    "-s3",
-                    f"-s3.port={s3_port}",
-                    "-s3.port.iceberg=0",
-                    "-s3.port.lance=0",
-                ]
-            ),
-            "minio": HostDifference(
-                argv=[
-                    "minio",
-                    "server",
-                    str(state / "s3"),
-                    "--address",
-                    f"127.0.0.1:{s3_port}",
-                    "--console-address",
-                    "127.0.0.1:0",
-                ]
-            ),
-            "mlflow": HostDifference(env={"MLFLOW_BIND_HOST": "127.0.0.1"}),
-            "model-api": HostDifference(
-                env={"MODEL_API_BIND_HOST": "127.0.0.1", "MODEL_API_REPOSITORY": str(state / "model-api")}
-            ),
-            "nginx": HostDifference(
-                argv=["/bin/sh", str(self.nginx_conf / "entrypoint.sh")],
-                env={
-                    "NGINX_LISTEN": f"{bind}:{s['LAB_HTTP_PORT']}",
-                    "NGINX_GRPC_LISTEN": f"{bind}:{s['LAB_GRPC_PORT']}",
-                    "NGINX_RESOLVER": "127.0.0.1",  # upstreams are IP addresses here: nothing to look up
-                    "NGINX_RUNTIME_DIR": str(private / "nginx"),
-                    "NGINX_TEMPLATES": str(self.nginx_conf),
-                    "NGINX_ACCESS_LOG": str(private / "nginx" / "access.log"),
-                    "NGINX_USERS_FILE": str(private / "nginx-users" / "users.htpasswd"),
-                },
-                unprivileged=True,
-                stopsignal="QUIT",
-            ),
-        }
+        return host_overlay(self.settings, self.state, self.private, self.nginx_conf)
 
     def profiles(self) -> set[str]:
         """The S3 server natively is LAB_NATIVE_S3's (Compose: the profile in COMPOSE_PROFILES)."""
@@ -189,32 +66,7 @@ class NativeStack:
     def programs(self) -> dict[str, Program]:
         """compose.yaml's active services, each with the host's differences applied, in start order."""
         declared = declaration.services(self.settings.as_env(), self.profiles(), self.compose_file)
-        overlay = self.overlay()
-        hosts = "|".join(re.escape(name) for name in declared)
-        # `mlflow:5001`, `http://mlflow:5001`, POSTGRES_HOST=postgres: every service is on loopback here.
-        address = re.compile(rf"(^|//)({hosts})(?=:\d)")
-        programs = {}
-        for name in declaration.start_order(declared):
-            svc, diff = declared[name], overlay.get(name, HostDifference())
-            env = {key: address.sub(r"\g<1>127.0.0.1", value) for key, value in svc.environment.items()}
-            env.update({key: "127.0.0.1" for key, value in env.items() if key.endswith("_HOST") and value in declared})
-            if "POSTGRES_PORT" in env:  # the container's port is always 5432; natively it is the setting
-                env["POSTGRES_PORT"] = self.settings["POSTGRES_PORT"]
-            env.update(diff.env)
-            argv = diff.argv or [sys.executable if svc.is_python else svc.command[0], *svc.command[1:]]
-            if not argv:
-                raise LabError(f"compose.yaml: service {name} has no command, and the native runner no overlay for it.")
-            programs[name] = Program(
-                name,
-                argv,
-                env,
-                svc.healthcheck,
-                svc.depends_on,
-                svc.one_shot,
-                self.user if diff.unprivileged else None,
-                diff.stopsignal,
-            )
-        return programs
+        return derive(declared, self.overlay(), self.settings["POSTGRES_PORT"], self.user)
 
     def environment(self, program: Program) -> dict[str, str]:
         """The whole environment a program starts with."""
@@ -235,19 +87,12 @@ class NativeStack:
         }
 
     def healthy(self, program: Program) -> bool:
-        """compose.yaml's health check, run on the host with the program's environment
-        (`python` is this venv's); a program without one is healthy while it runs."""
+        """compose.yaml's health check, run on the host with the program's environment; a
+        program without one is healthy while it runs."""
         test = program.health
         if not test or test[0] == "NONE":
             return "RUNNING" in self.supervisorctl("status", program.name, check=False).stdout
-        if test[0] == "CMD-SHELL":
-            argv = ["/bin/sh", "-c", test[1]]
-        else:
-            argv = [sys.executable if test[1] == "python" else test[1], *test[2:]]
-        try:
-            return subprocess.run(argv, env=self.environment(program), capture_output=True, timeout=10).returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            return False
+        return health.passes(test, self.environment(program))
 
     # --- lifecycle ------------------------------------------------------------
     def prepare(self) -> None:
@@ -260,137 +105,18 @@ class NativeStack:
         shutil.copytree(NGINX_DIR, self.nginx_conf, dirs_exist_ok=True)
         for sub in ("nginx", "nginx-users", "postgres"):
             (self.private / sub).mkdir(exist_ok=True)
-            if self.user:
-                owner = pwd.getpwnam(self.user)
-                os.chown(self.private / sub, owner.pw_uid, owner.pw_gid)
-        self._initdb()
-
-    def _initdb(self) -> None:
-        data = self.private / "postgres"
-        if (data / "PG_VERSION").exists():
-            return
-        data.chmod(0o700)
-        pwfile = self.private / "pgpass.tmp"
-        pwfile.write_text(self.settings["POSTGRES_PASSWORD"] + "\n")
-        if self.user:
-            owner = pwd.getpwnam(self.user)
-            os.chown(pwfile, owner.pw_uid, owner.pw_gid)
-        try:
-            subprocess.run(
-                [
-                    ospackages.postgres_bin("initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    self.settings["POSTGRES_USER"],
-                    f"--pwfile={pwfile}",
-                    "--auth=scram-sha-256",
-                    "--encoding=UTF8",
-                    "--locale=C",
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-                user=self.user,
-                cwd=self.private,
-            )
-        except subprocess.CalledProcessError as exc:
-            raise LabError(f"initdb failed: {exc.stderr.strip()}") from None
-        finally:
-            pwfile.unlink()
-
-    def _write_env_file(self, program: Program) -> Path:
-        """The program's variables as a shell file only its user can read: secrets stay off
-        command lines and out of supervisord.conf, and no value needs supervisord's escaping."""
-        path = self.private / "env" / f"{program.name}.env"
-        path.parent.mkdir(mode=0o755, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.touch(mode=0o600)
-        partial.chmod(0o600)
-        partial.write_text("".join(f"export {key}={shlex.quote(value)}\n" for key, value in sorted(program.env.items())))
-        if program.user:
-            owner = pwd.getpwnam(program.user)
-            os.chown(partial, owner.pw_uid, owner.pw_gid)
-        partial.replace(path)
-        return path
+            hand_over(self.private / sub, self.user)
+        ensure_cluster(self.private / "postgres", self.settings, self.user)
 
     def _write_supervisor_conf(self, programs: dict[str, Program]) -> bool:
         """Write supervisord.conf and the programs' env files; True when anything changed."""
-        env_files = self.private / "env"
-        before = {path: path.read_text() for path in env_files.glob("*.env")} if env_files.exists() else {}
-        lines = [
-            "; generated by the mlflow-lab native runner from compose.yaml; edit that, not this file",
-            "[unix_http_server]",
-            f"file={self.socket}",
-            "chmod=0700",
-            "",
-            "[supervisord]",
-            f"logfile={self.logs / 'supervisord.log'}",
-            f"pidfile={self.state / 'supervisord.pid'}",
-            f"directory={self.state}",
-            "",
-            "[rpcinterface:supervisor]",
-            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
-            "",
-            "[supervisorctl]",
-            f"serverurl=unix://{self.socket}",
-            "",
-        ]
-        for program in programs.values():
-            if program.one_shot:
-                continue  # run to completion by `up`, not supervised
-            env_file = self._write_env_file(program)
-            group_file = self._group_file(program)
-            # supervisord starts each program as a process group of its own. A program killed
-            # with SIGKILL (the OOM killer) can leave its children behind (`mlflow server`'s
-            # uvicorn keeps the port), and the restarted program could not bind: so each start
-            # first kills what is left of the previous start's group (its leader is gone; Linux
-            # reuses no ID of a living group), then records its own.
-            prelude = (
-                f'group={shlex.quote(str(group_file))}; old=$(cat "$group" 2>/dev/null || true); '
-                'if [ -n "$old" ] && [ ! -e "/proc/$old" ]; then kill -KILL "-$old" 2>/dev/null || true; fi; '
-                'echo $$ > "$group"; '
-            )
-            command = shlex.join(["/bin/sh", "-c", f'{prelude}. {shlex.quote(str(env_file))} && exec "$0" "$@"', *program.argv])
-            lines += [
-                f"[program:{program.name}]",
-                f"command={command.replace('%', '%%')}",
-                "autostart=false",  # `up` starts them in compose.yaml's order
-                "autorestart=true",
-                "startsecs=2",
-                f"stopsignal={program.stopsignal}",
-                "stopwaitsecs=30",
-                "stopasgroup=true",
-                "killasgroup=true",
-                "redirect_stderr=true",
-                f"stdout_logfile={self.logs / program.name}.log",
-                "stdout_logfile_maxbytes=20MB",
-                *([f"user={program.user}", f"directory={self.private}"] if program.user else []),
-                "",
-            ]
-        text = "\n".join(lines)
-        after = {path: path.read_text() for path in env_files.glob("*.env")}
-        changed = not self.conf.exists() or self.conf.read_text() != text or before != after
-        self.conf.write_text(text)
-        return changed
-
-    def _group_file(self, program: Program) -> Path:
-        """Where the program records its process group; only it (and root) may write there."""
-        folder = self.private / "groups"
-        folder.mkdir(mode=0o755, exist_ok=True)
-        path = folder / program.name
-        path.touch(mode=0o600, exist_ok=True)
-        if program.user:
-            owner = pwd.getpwnam(program.user)
-            os.chown(path, owner.pw_uid, owner.pw_gid)
-        return path
+        return self.supervisor.write_conf(programs)
 
     def supervisorctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        exe = Path(sys.executable).parent / "supervisorctl"
-        return subprocess.run([str(exe), "-c", str(self.conf), *args], capture_output=True, text=True, check=check)
+        return self.supervisor.ctl(*args, check=check)
 
     def running(self) -> bool:
-        return self.socket.exists() and self.supervisorctl("pid", check=False).returncode == 0
+        return self.supervisor.running()
 
     def wait_ready(self, names: list[str], timeout: float = 120) -> None:
         programs = self.programs()
@@ -421,8 +147,7 @@ class NativeStack:
         if self._write_supervisor_conf(programs) and self.running():
             self.down()  # settings changed: restart everything with the new ones
         if not self.running():
-            exe = Path(sys.executable).parent / "supervisord"
-            subprocess.run([str(exe), "-c", str(self.conf)], check=True)
+            self.supervisor.start()
         # compose.yaml's order: each service once its dependencies meet their conditions.
         for name, program in programs.items():
             self.wait_ready([dep for dep, condition in program.depends_on.items() if condition == "service_healthy"])
@@ -467,15 +192,7 @@ class NativeStack:
         return "127.0.0.1", self.settings.int(setting)  # every native service listens on loopback
 
     def down(self) -> None:
-        if not self.running():
-            return
-        supervisord = int(self.supervisorctl("pid", check=False).stdout.strip() or 0)
-        self.supervisorctl("shutdown", check=False)
-        # Until supervisord itself has exited, not only its socket: on exit it unlinks the
-        # socket path again, which would remove the socket of a supervisord started next.
-        deadline = time.monotonic() + 60
-        while (self.socket.exists() or _alive(supervisord)) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        self.supervisor.shutdown()
 
     def remove_state(self) -> None:
         """Delete everything this stack keeps (stop it first)."""
