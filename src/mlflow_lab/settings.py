@@ -1,8 +1,8 @@
 """The lab's configuration: `.env` (from `.env.example`) overlaid by the environment.
 
 Both runners read the same variable names. Compose reads `.env` itself; the native
-runner and the tools read it here. Only the standard library is used so this works
-before anything else is installed.
+runner, the services and the tools read it here, with the types, defaults and rules of
+`mlflow_lab.settings_schema` (the one declaration of every setting).
 """
 
 from __future__ import annotations
@@ -14,7 +14,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+from pydantic import TypeAdapter, ValidationError
+
 from mlflow_lab.errors import LabError
+from mlflow_lab.settings_schema import (
+    GENERATED_VARS,
+    MIN_PASSWORD_LENGTH,
+    PASSWORD_VARS,
+    WEAK_PASSWORDS,
+    LabSettings,
+    kind,
+    required_by,
+)
 
 # The lab's checkout (compose.yaml, .env.example, services/, nginx/): this package's own
 # source tree, or LAB_HOME for the package installed from its wheel (the testing kit).
@@ -23,32 +34,9 @@ ENV_EXAMPLE = REPO_ROOT / ".env.example"
 ENV_FILE = Path(os.environ.get("LAB_ENV_FILE", REPO_ROOT / ".env"))
 
 GENERATED_MARK = "# generated"
-# Values a non-lab deployment must never run with.
-WEAK_PASSWORDS = {"", "admin", "password", "changeme", "mlflow", "minioadmin", "secret"}
-MIN_PASSWORD_LENGTH = 16
-PASSWORD_VARS = (
-    "LAB_PASSWORD",
-    "MODEL_API_PASSWORD",
-    "POSTGRES_PASSWORD",
-    "S3_SECRET_ACCESS_KEY",
-    "MLFLOW_FLASK_SERVER_SECRET_KEY",
-)
-REQUIRED_VARS = (
-    "LAB_HTTP_PORT",
-    "LAB_SERVER_NAMES",
-    "LAB_USER",
-    "LAB_PASSWORD",
-    "LAB_AUTH_CACHE_SECONDS",
-    "MODEL_API_USER",
-    "MODEL_API_PASSWORD",
-    "POSTGRES_USER",
-    "POSTGRES_PASSWORD",
-    "POSTGRES_DB",
-    "POSTGRES_AUTH_DB",
-    "S3_BUCKET",
-    "MLFLOW_PORT",
-    "MLFLOW_WORKERS",
-)
+__all__ = ["PASSWORD_VARS", "Settings", "ensure_env_file", "generated_vars", "parse_env_file"]
+# One validator per setting, from its declared type (built once, on first use).
+_CHECKERS: dict[str, TypeAdapter] = {}
 
 
 def parse_env_file(path: Path) -> dict[str, str]:
@@ -74,17 +62,9 @@ def write_env_file(path: Path, values: Mapping[str, str]) -> None:
     path.chmod(0o600)
 
 
-def generated_vars(example: Path = ENV_EXAMPLE) -> list[str]:
-    """Variables whose line in .env.example is preceded by `# generated`."""
-    names, mark = [], False
-    for line in example.read_text().splitlines():
-        if line.strip() == GENERATED_MARK:
-            mark = True
-            continue
-        if mark and "=" in line and not line.lstrip().startswith("#"):
-            names.append(line.split("=", 1)[0].strip())
-        mark = False
-    return names
+def generated_vars() -> list[str]:
+    """Settings made random on first run (marked `# generated` in .env.example)."""
+    return list(GENERATED_VARS)
 
 
 @contextmanager
@@ -113,7 +93,7 @@ def ensure_env_file(env_file: Path = ENV_FILE, example: Path = ENV_EXAMPLE) -> l
 
     Existing values are never changed. Returns what was written, for the user.
     """
-    to_generate = set(generated_vars(example))
+    to_generate = set(GENERATED_VARS)
     existing = parse_env_file(env_file) if env_file.exists() else None
     written: list[str] = []
     out_lines: list[str] = []
@@ -153,13 +133,15 @@ class Settings(Mapping[str, str]):
         return cls(values)
 
     def __getitem__(self, key: str) -> str:
-        value = self._values.get(key, "")
+        value = self._values[key] if key in self._values else default_of(key)
         if value == "":
             raise LabError(f"{key} is not set: add it to .env (see .env.example) or the environment.")
         return value
 
     def get(self, key: str, default: str = "") -> str:  # type: ignore[override]
-        return self._values.get(key) or default
+        """The value, else (when absent) the schema's default, else `default`."""
+        value = self._values[key] if key in self._values else default_of(key)
+        return value or default
 
     def __iter__(self):
         return iter(self._values)
@@ -181,13 +163,16 @@ class Settings(Mapping[str, str]):
     def is_lab(self) -> bool:
         return self["LAB_ENV"] == "lab"
 
-    def validate(self, required=REQUIRED_VARS, passwords=PASSWORD_VARS) -> None:
-        """Refuse to start on a missing value, or a weak password outside lab mode."""
-        for key in required:
+    def validate(self, service: str = "lab", *, passwords: bool = True) -> None:
+        """Refuse to start on a setting `service` needs that is empty, on a value of the wrong
+        type, or (`passwords`, outside lab mode) on a weak password."""
+        for key in required_by(service):
             self[key]
+        for key in LabSettings.model_fields.keys() & self._values.keys():
+            check(key, self._values[key])
         if not passwords or self.is_lab:
             return
-        for key in passwords:
+        for key in PASSWORD_VARS:
             value = self.get(key)
             if value.lower() in WEAK_PASSWORDS or len(value) < MIN_PASSWORD_LENGTH:
                 raise LabError(
@@ -234,3 +219,23 @@ class Settings(Mapping[str, str]):
             "MLFLOW_TRACKING_USERNAME": user,
             "MLFLOW_TRACKING_PASSWORD": password,
         }
+
+
+def default_of(key: str) -> str:
+    """The schema's default of a setting as .env would hold it; "" for any other name."""
+    field = LabSettings.model_fields.get(key)
+    return "" if field is None else str(field.default)
+
+
+def check(key: str, value: str) -> None:
+    """A LabError naming the setting when `value` is not of its declared type (empty values of
+    optional settings are fine; required ones are checked by name before)."""
+    if value == "":
+        return
+    field = LabSettings.model_fields[key]
+    if key not in _CHECKERS:
+        _CHECKERS[key] = TypeAdapter(field.rebuild_annotation())
+    try:
+        _CHECKERS[key].validate_strings(value)
+    except ValidationError:
+        raise LabError(f"{key} must be {kind(field)}; got {value!r}: fix it in .env (docs/configuration.md).") from None

@@ -17,7 +17,7 @@ def s3_client(settings: Settings):
         endpoint_url=settings["S3_ENDPOINT_URL"],
         aws_access_key_id=settings["S3_ACCESS_KEY_ID"],
         aws_secret_access_key=settings["S3_SECRET_ACCESS_KEY"],
-        region_name=settings.get("S3_REGION", "us-east-1"),
+        region_name=settings["S3_REGION"],
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 10, "mode": "standard"}),
     )
 

@@ -190,38 +190,3 @@ def test_every_password_is_checked_before_a_service_uses_it(tmp_path):
     unchecked = changed_copy(tmp_path, lambda services: services["init"]["environment"].pop("LAB_PASSWORD"))
     with pytest.raises(AssertionError, match=r"init does not check \['LAB_PASSWORD'\]"):
         check_passwords_are_checked_before_use(unchecked)
-
-
-# A row of the README's configuration table: | `A`, `B` | `1`, `2` | meaning |
-README_SETTING_ROW = re.compile(r"^\| (`[A-Z][A-Z0-9_]*`(?:(?:, | / )`[A-Z][A-Z0-9_]*`)*) \| ([^|]+) \|")
-
-
-def readme_defaults(readme: str) -> dict[str, str]:
-    """Each variable of the README's configuration table with the default it quotes in
-    backticks (`generated`, `bundled SeaweedFS` and the like quote none and are skipped)."""
-    quoted: dict[str, str] = {}
-    for line in readme.splitlines():
-        if not (row := README_SETTING_ROW.match(line)):
-            continue
-        names = re.findall(r"`([^`]+)`", row.group(1))
-        defaults = re.split(r", | / ", row.group(2).strip())
-        for name, default in zip(names, defaults, strict=False):
-            if default.startswith("`") and default.endswith("`"):
-                quoted[name] = default.strip("`")
-    return quoted
-
-
-def check_readme_defaults(readme: str) -> None:
-    example = parse_env_file(ENV_EXAMPLE)
-    quoted = readme_defaults(readme)
-    assert len(quoted) >= 10, "the README's configuration table was not found"
-    wrong = {name: (value, example.get(name)) for name, value in quoted.items() if example.get(name) != value}
-    assert not wrong, f"README defaults differ from .env.example (README, example): {wrong}"
-
-
-def test_the_readme_quotes_the_defaults_of_env_example():
-    readme = (REPO_ROOT / "README.md").read_text()
-    check_readme_defaults(readme)
-    broken = readme.replace("| `MODEL_API_POLL_SECONDS` | `5` |", "| `MODEL_API_POLL_SECONDS` | `15` |")
-    with pytest.raises(AssertionError, match=r"'MODEL_API_POLL_SECONDS': \('15', '5'\)"):
-        check_readme_defaults(broken)

@@ -4,11 +4,14 @@ import os
 import subprocess
 import sys
 from secrets import token_urlsafe
+from typing import get_args
 
 import pytest
 
 from mlflow_lab.errors import LabError
 from mlflow_lab.settings import ENV_EXAMPLE, PASSWORD_VARS, Settings, ensure_env_file, generated_vars, parse_env_file
+from mlflow_lab.settings_schema import LabSettings, required_by
+from mlflow_lab.trainers import TRAINERS
 
 STRONG = {name: token_urlsafe(24) for name in PASSWORD_VARS}
 
@@ -113,3 +116,41 @@ def test_a_required_compose_value_names_itself():
 
     with pytest.raises(LabError, match="^LAB_USER is not set - see .env.example.$"):
         interpolate("${LAB_USER:?LAB_USER is not set - see .env.example}", {"LAB_USER": ""})
+
+
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("MLFLOW_PORT", "5OO1", "MLFLOW_PORT must be a port (1-65535); got '5OO1'"),
+        ("LAB_AUTH_CACHE_SECONDS", "0", "LAB_AUTH_CACHE_SECONDS must be a number of seconds > 0"),
+        ("MODEL_SERVER", "tfserving", "MODEL_SERVER must be one of lab, mlserver, mlflow"),
+        ("LAB_MAX_BODY_SIZE", "10 GB", "LAB_MAX_BODY_SIZE must be an nginx size"),
+        ("LAB_BIND_ADDRESS", "localhost", "LAB_BIND_ADDRESS must be an IP address"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_by_name(name, value, expected):
+    with pytest.raises(LabError) as refused:
+        Settings({**parse_env_file(ENV_EXAMPLE), **STRONG, name: value}).validate()
+    assert str(refused.value).startswith(expected)
+
+
+def test_an_absent_setting_takes_the_schema_default_and_an_empty_one_stays_empty():
+    settings = Settings({"COMPOSE_PROFILES": ""})
+    assert settings["S3_REGION"] == "us-east-1" and settings.get("MODEL_API_POLL_SECONDS") == "5"
+    assert settings.get("COMPOSE_PROFILES") == ""  # empty means "none" here, not "the default"
+    assert "S3_REGION" not in settings.as_env(), "defaults are not pushed into child environments"
+
+
+def test_each_service_checks_only_its_own_settings():
+    """The model API's environment has no database password: it must start without one."""
+    model_api = {name: str(LabSettings.model_fields[name].default) or "http://mlflow:5001" for name in required_by("model-api")}
+    Settings(model_api).validate("model-api", passwords=False)
+    with pytest.raises(LabError, match="^MODEL_API_TRACKING_URI is not set"):
+        Settings({**model_api, "MODEL_API_TRACKING_URI": ""}).validate("model-api", passwords=False)
+
+
+def test_the_model_api_runs_every_model_server_the_schema_allows_and_serves_every_lab_model():
+    from mlflow_lab.stack.model_api.__main__ import SERVERS
+
+    assert set(SERVERS) == set(get_args(LabSettings.model_fields["MODEL_SERVER"].annotation))
+    assert Settings({}).get("MODEL_API_MODELS").split() == list(TRAINERS)

@@ -15,6 +15,7 @@ import typer
 
 from mlflow_lab.errors import run_cli
 from mlflow_lab.jobs import collector_paused
+from mlflow_lab.trainers import TRAINERS
 
 # Each command's module is imported only when that command runs (all of them for --help):
 # `score` never pays for the training libraries (xgboost, matplotlib, scipy's search spaces).
@@ -23,7 +24,6 @@ COMMANDS = {
     "score": "mlflow_lab.jobs.batch_score",
     "sample-input": "mlflow_lab.jobs.sample_input",
 }
-TRAINERS = {"wine-quality": "mlflow_lab.jobs.train_wine", "psystock": "mlflow_lab.jobs.train_psystock"}
 SUMMARY = __doc__.split("\n\n")[0]
 
 

@@ -27,7 +27,7 @@ from psycopg2 import sql
 
 from mlflow_lab.errors import LabError
 from mlflow_lab.jobs import ALIVE_UNTIL_TAG
-from mlflow_lab.settings import PASSWORD_VARS, Settings
+from mlflow_lab.settings import Settings
 from mlflow_lab.stack.auth_store import ensure_lab_accounts
 from mlflow_lab.storage import ensure_bucket
 
@@ -135,25 +135,15 @@ def main() -> None:
     settings = Settings.load(env_file=None)
     if sys.argv[1:] == ["--wait"]:
         try:
-            settings.validate(required=("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"), passwords=())
+            settings.validate("wait-for-schema", passwords=False)
             wait_for_schema(settings)
         except LabError as exc:
             sys.exit(f"init: {exc}")
         return
     try:
         # The first step of either runner, and every other service waits for it: the one
-        # place where each password (PASSWORD_VARS) is checked before anything uses it.
-        settings.validate(
-            required=(
-                "POSTGRES_USER",
-                "POSTGRES_PASSWORD",
-                "POSTGRES_DB",
-                "POSTGRES_AUTH_DB",
-                "LAB_USER",
-                "MODEL_API_USER",
-                *PASSWORD_VARS,
-            )
-        )
+        # place where each password (the schema's generated secrets) is checked before anything uses it.
+        settings.validate("init")
         ensure_database(settings)
         upgrade_schema(settings)
         fail_abandoned_runs(settings)

@@ -44,7 +44,7 @@ def artifacts_destination(settings: Settings) -> tuple[str, dict[str, str]]:
         "MLFLOW_S3_ENDPOINT_URL": settings["S3_ENDPOINT_URL"],
         "AWS_ACCESS_KEY_ID": settings["S3_ACCESS_KEY_ID"],
         "AWS_SECRET_ACCESS_KEY": settings["S3_SECRET_ACCESS_KEY"],
-        "AWS_DEFAULT_REGION": settings.get("S3_REGION", "us-east-1"),
+        "AWS_DEFAULT_REGION": settings["S3_REGION"],
     }
     return f"s3://{settings['S3_BUCKET']}", env
 
@@ -84,7 +84,7 @@ def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
         "mlflow",
         "server",
         "--host",
-        settings.get("MLFLOW_BIND_HOST", "0.0.0.0"),
+        settings["MLFLOW_BIND_HOST"],
         "--port",
         settings["MLFLOW_PORT"],
         "--workers",
@@ -113,6 +113,7 @@ def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
 def main() -> None:
     settings = Settings.load(env_file=None)
     try:
+        settings.validate("mlflow", passwords=False)
         argv, extra_env = command(settings)
     except LabError as exc:
         sys.exit(f"mlflow: {exc}")

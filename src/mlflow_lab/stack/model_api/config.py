@@ -45,7 +45,7 @@ class ApiConfig:
             max_batch_time=float(settings["MODEL_API_MAX_BATCH_TIME"]),
             poll_seconds=float(settings["MODEL_API_POLL_SECONDS"]),
             repository=repository,
-            host=settings.get("MODEL_API_BIND_HOST", "0.0.0.0"),
+            host=settings["MODEL_API_BIND_HOST"],
         )
 
     def model_uri(self, name: str) -> str:
