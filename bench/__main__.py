@@ -1,4 +1,5 @@
-"""Run the benchmarks (all, or those named: `python -m bench scoring`) and print the results."""
+"""Run the benchmarks (all, or those named: `python -m bench scoring`), print the results and
+keep them in bench/results/ (bench/results.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import platform
 import sys
 
-from bench import model_api, scoring, startup, tracking
+from bench import model_api, results, scoring, startup, tracking
 from bench.stacks import bench_lab
 
 STACK_BENCHMARKS = {"tracking": tracking.run, "model_api": model_api.run}  # need a running lab: they share one throwaway stack
@@ -20,6 +21,11 @@ def main(names: list[str]) -> None:
         raise SystemExit(
             f"unknown benchmark(s): {', '.join(sorted(unknown))}; choose from {', '.join([*STACK_BENCHMARKS, *LOCAL_BENCHMARKS])}"
         )
+    with results.recorded(names):
+        run(chosen)
+
+
+def run(chosen: list[str]) -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     for name in chosen:
         if name in LOCAL_BENCHMARKS:
