@@ -23,7 +23,7 @@ from mlflow_lab.testing.stacks import compose_go_environment
 COMPOSE_FILE = REPO_ROOT / "compose.yaml"
 # Variables of .env.example that only one runner reads (documented as such there).
 COMPOSE_ONLY = {"COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "LAB_BUILD_CA_BUNDLE"}
-NATIVE_ONLY = {"POSTGRES_PORT", "LAB_NATIVE_S3"}
+NATIVE_ONLY = {"POSTGRES_PORT"}
 
 
 def settings(**changes: str) -> Settings:
@@ -63,11 +63,18 @@ def check_programs_follow_compose(compose_file: Path, **changes: str) -> None:
             assert program.argv[1:] == spec.command[1:], name
 
 
-@pytest.mark.parametrize("s3", ["seaweedfs", "minio"])
-def test_native_programs_are_compose_services(s3):
-    check_programs_follow_compose(COMPOSE_FILE, LAB_NATIVE_S3=s3)
-    s3_service = "s3" if s3 == "seaweedfs" else "minio"
-    assert set(programs(LAB_NATIVE_S3=s3)) == {"postgres", s3_service, "init", "mlflow", "model-api", "nginx"}
+@pytest.mark.parametrize(
+    "profiles, s3_service",
+    [("seaweedfs", "s3"), ("minio jobs", "minio"), ("jobs", None)],  # None: the S3 server at S3_ENDPOINT_URL
+)
+def test_native_programs_are_compose_services(profiles, s3_service):
+    """The S3 server natively is the one COMPOSE_PROFILES names for Compose."""
+    changes = {"COMPOSE_PROFILES": profiles, "S3_ENDPOINT_URL": "" if s3_service else "https://s3.example.com"}
+    check_programs_follow_compose(COMPOSE_FILE, **changes)
+    derived = programs(**changes)
+    assert set(derived) == {"postgres", "init", "mlflow", "model-api", "nginx"} | ({s3_service} if s3_service else set())
+    if not s3_service:
+        assert derived["mlflow"].env["S3_ENDPOINT_URL"] == "https://s3.example.com"
 
 
 def test_a_service_or_variable_added_to_compose_runs_natively_without_touching_the_runner(tmp_path):

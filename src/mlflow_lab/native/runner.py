@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 from mlflow_lab import jobs
+from mlflow_lab.compose import active_profiles
 from mlflow_lab.errors import LabError
-from mlflow_lab.native import declaration, health, ospackages
+from mlflow_lab.native import declaration, health, ospackages, s3_server
 from mlflow_lab.native.overlay import SEAWEEDFS_PORT_OFFSETS, HostDifference, host_overlay
 from mlflow_lab.native.postgres_cluster import ensure_cluster
 from mlflow_lab.native.privileges import hand_over, private_dir, unprivileged_user
@@ -30,7 +31,6 @@ from mlflow_lab.settings import REPO_ROOT, Settings
 __all__ = ["SEAWEEDFS_PORT_OFFSETS", "NativeStack", "Program"]
 
 NGINX_DIR = REPO_ROOT / "nginx"
-S3_MODES = ("seaweedfs", "minio")
 
 
 class NativeStack:
@@ -48,20 +48,14 @@ class NativeStack:
         self.logs, self.conf, self.socket = self.supervisor.logs, self.supervisor.conf, self.supervisor.socket
 
     # --- what runs ------------------------------------------------------------
-    @property
-    def s3_mode(self) -> str:
-        mode = self.settings["LAB_NATIVE_S3"]
-        if mode not in S3_MODES:
-            raise LabError(f"LAB_NATIVE_S3 must be {' or '.join(S3_MODES)}; got {mode!r}.")
-        return mode
-
     def overlay(self) -> dict[str, HostDifference]:
         """What differs on the host, service by service; everything else is compose.yaml's."""
         return host_overlay(self.settings, self.state, self.private, self.nginx_conf)
 
     def profiles(self) -> set[str]:
-        """The S3 server natively is LAB_NATIVE_S3's (Compose: the profile in COMPOSE_PROFILES)."""
-        return {self.s3_mode}
+        """COMPOSE_PROFILES, as under Compose: the S3 server it names runs here too (one at most)."""
+        s3_server.s3_profile(self.settings)
+        return active_profiles(self.settings)
 
     def programs(self) -> dict[str, Program]:
         """compose.yaml's active services, each with the host's differences applied, in start order."""
@@ -233,14 +227,10 @@ class NativeStack:
         self._run_once(self.programs()["init"])
 
     def describe(self, reason: str) -> str:
-        return f"runner: native ({reason}); state in {self.state}\nartifacts: {self.describe_s3()}"
+        return f"runner: native ({reason}); state in {self.state}\nartifacts: {s3_server.describe(self.settings)}"
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.logs / f"{name}.log"
         if not path.exists():
             return "(no log)"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-    def describe_s3(self) -> str:
-        server = {"seaweedfs": "SeaweedFS", "minio": "MinIO"}[self.s3_mode]
-        return f"{server} at 127.0.0.1:{self.settings['S3_PORT']} (bucket {self.settings['S3_BUCKET']})"
