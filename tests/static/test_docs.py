@@ -1,0 +1,91 @@
+"""The README is the front door, not the manual: it stays short, and every relative link in
+it and in docs/ leads somewhere (a file that exists, and the heading a link names)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mlflow_lab.settings import REPO_ROOT
+
+README_MAX_LINES = 150
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+FENCED_BLOCK = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+CODE_SPAN = re.compile(r"`[^`\n]*`")
+EXTERNAL = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)  # http:, https:, mailto:
+
+
+def documents(root: Path) -> list[Path]:
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def prose(text: str) -> str:
+    """The text without code: a `[x](y)` or a `# comment` in a code block is neither a link
+    nor a heading."""
+    return CODE_SPAN.sub("", FENCED_BLOCK.sub("", text))
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(document: Path) -> set[str]:
+    lines = FENCED_BLOCK.sub("", document.read_text()).splitlines()
+    return {anchor(line.lstrip("#")) for line in lines if line.startswith("#")}
+
+
+def broken_links(document: Path) -> list[str]:
+    broken = []
+    for target in LINK.findall(prose(document.read_text())):
+        if EXTERNAL.match(target):
+            continue
+        path, _, fragment = target.partition("#")
+        linked = (document.parent / path).resolve() if path else document
+        if not linked.exists():
+            broken.append(f"{target} (no such file)")
+        elif fragment and linked.suffix == ".md" and fragment not in anchors(linked):
+            broken.append(f"{target} (no such heading)")
+    return broken
+
+
+def check_docs(root: Path) -> None:
+    length = len((root / "README.md").read_text().splitlines())
+    assert length <= README_MAX_LINES, f"README.md has {length} lines (at most {README_MAX_LINES}): move the detail into docs/"
+    broken = {str(doc.relative_to(root)): links for doc in documents(root) if (links := broken_links(doc))}
+    assert not broken, f"links that lead nowhere: {broken}"
+
+
+def test_the_readme_is_short_and_every_link_resolves():
+    check_docs(REPO_ROOT)
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    shutil.copy(REPO_ROOT / "README.md", tmp_path)
+    shutil.copytree(REPO_ROOT / "docs", tmp_path / "docs")
+    shutil.copytree(REPO_ROOT / "bench" / "results", tmp_path / "bench" / "results")
+    return tmp_path
+
+
+def test_a_missing_file_fails(copy):
+    (copy / "docs" / "model-api.md").unlink()
+    with pytest.raises(AssertionError, match=r"'README.md': \['docs/model-api.md \(no such file\)'"):
+        check_docs(copy)
+
+
+def test_a_moved_heading_fails(copy):
+    lifecycle = copy / "docs" / "lifecycle.md"
+    lifecycle.write_text(lifecycle.read_text().replace("## Promotion", "## Promoting"))
+    with pytest.raises(AssertionError, match=r"docs/lifecycle.md#promotion \(no such heading\)"):
+        check_docs(copy)
+
+
+def test_a_long_readme_fails(copy):
+    readme = copy / "README.md"
+    readme.write_text(readme.read_text() + "journal line\n" * README_MAX_LINES)
+    with pytest.raises(AssertionError, match=r"README.md has \d+ lines \(at most 150\)"):
+        check_docs(copy)
