@@ -1,7 +1,7 @@
 """The lab's accounts, roles and team workspaces, held by MLflow's auth app (`lab users`,
 `lab workspaces`, and init for the accounts the lab itself needs).
 
-Roles are stated here once, as MLflow permissions (README, "Accounts and roles"):
+Roles are stated here once, as MLflow permissions (docs/teams.md):
 - admin: MLflow's is_admin flag; every right, accounts included.
 - member: may create experiments, runs, registered models and prompts in its workspace
   (the workspace grant USE) and MLflow makes it MANAGE what it created; reads the rest.
