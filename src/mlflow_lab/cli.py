@@ -1,50 +1,115 @@
 """`lab`: bring the stack up and down, show its state, and print client settings.
 
-Uses Compose when a Docker engine answers and the native runner otherwise. Every
-expected failure is a LabError, printed as one sentence with a non-zero exit.
+Which runner (`--runner`/LAB_RUNNER: auto, compose or native) and the native runner's state
+directory (`--state-dir`/LAB_STATE_DIR) are options of `lab` itself, given before or after the
+command's name. Every expected failure is a LabError, printed as one sentence with a non-zero
+exit (mlflow_lab.errors.run_cli).
 """
 
 from __future__ import annotations
 
 import shlex
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
+from typer.core import TyperGroup
 
 from mlflow_lab.accounts import Directory
 from mlflow_lab.errors import LabError, run_cli
 from mlflow_lab.runners import Runner, open_runner, remember
 from mlflow_lab.settings import ENV_FILE, REPO_ROOT, Settings, ensure_env_file
 
+
+def hoisted(args: Sequence[str], names: set[str]) -> list[str]:
+    """`args` with the options called `names` (and their values) moved to the front: up to a
+    `--`, which ends the options."""
+    front: list[str] = []
+    rest: list[str] = []
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        if arg == "--":
+            rest += args[position:]
+            break
+        if arg in names or arg.split("=", 1)[0] in names:
+            taken = 1 if "=" in arg else 2  # `--runner=native` or `--runner native`
+            front += args[position : position + taken]
+            position += taken
+        else:
+            rest.append(arg)
+            position += 1
+    return front + rest
+
+
+class LabGroup(TyperGroup):
+    """`lab`'s own options (--runner, --state-dir) are declared once, on the app, and taken after
+    a command's name too: `lab up --runner native` is `lab --runner native up`."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:  # ctx: typer's own click Context
+        own = {name for param in self.params for name in param.opts if name.startswith("--")}
+        return super().parse_args(ctx, hoisted(args, own))
+
+
 app = typer.Typer(
-    help="The mlflow-lab stack: MLflow on PostgreSQL and S3 behind nginx.", no_args_is_help=True, pretty_exceptions_enable=False
+    cls=LabGroup,
+    help="The mlflow-lab stack: MLflow on PostgreSQL and S3 behind nginx.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
 )
-
-StateDir = Annotated[Path, typer.Option(envvar="LAB_STATE_DIR", help="Where the native runner keeps all its state.")]
 DEFAULT_STATE = REPO_ROOT / ".lab"
-RunnerOpt = Annotated[
-    str, typer.Option(envvar="LAB_RUNNER", help="auto (Compose if a Docker engine answers), compose or native.")
-]
 
 
-def runner_for(requested: str, state_dir: Path, settings: Settings | None = None) -> Runner:
-    return open_runner(requested, state_dir, settings or Settings.load())[0]
+@dataclass(frozen=True)
+class Where:
+    """Which runner a command talks to, and where the native runner keeps its state."""
+
+    runner: str
+    state_dir: Path
+
+    def open(self, settings: Settings | None = None) -> tuple[Runner, str]:
+        """The runner, and why it was chosen."""
+        return open_runner(self.runner, self.state_dir, settings or Settings.load())
+
+
+@app.callback()
+def where(
+    ctx: typer.Context,
+    runner: Annotated[
+        str,
+        typer.Option(envvar="LAB_RUNNER", help="auto (Compose where it can work, else native), compose or native."),
+    ] = "auto",
+    state_dir: Annotated[
+        Path, typer.Option(envvar="LAB_STATE_DIR", help="Where the native runner keeps all its state.")
+    ] = DEFAULT_STATE,
+) -> None:
+    ctx.obj = Where(runner, state_dir)
+
+
+def place(ctx: typer.Context) -> Where:
+    """What `lab`'s options said (its callback runs before every command)."""
+    return cast(Where, ctx.obj)
+
+
+def lab_runner(ctx: typer.Context) -> Runner:
+    return place(ctx).open()[0]
 
 
 @app.command()
-def up(state_dir: StateDir = DEFAULT_STATE, runner: RunnerOpt = "auto") -> None:
+def up(ctx: typer.Context) -> None:
     """Create .env on first run (strong random secrets), then start every service and wait until healthy."""
     written = ensure_env_file()
     if written:
         typer.echo(f"wrote {len(written)} setting(s) to {ENV_FILE} (secrets generated; the file is yours to edit)")
     settings = Settings.load()
     settings.validate()
-    chosen, reason = open_runner(runner, state_dir, settings)
+    chosen, reason = place(ctx).open(settings)
     typer.echo(chosen.describe(reason))
     chosen.up()
-    remember(chosen, state_dir)
+    remember(chosen, place(ctx).state_dir)
     typer.echo(
         f"\nMLflow is up at {settings.tracking_uri()}  (user {settings['LAB_USER']}, password in {ENV_FILE.name}: LAB_PASSWORD)"
     )
@@ -56,28 +121,27 @@ def up(state_dir: StateDir = DEFAULT_STATE, runner: RunnerOpt = "auto") -> None:
 
 
 @app.command()
-def down(state_dir: StateDir = DEFAULT_STATE, runner: RunnerOpt = "auto") -> None:
+def down(ctx: typer.Context) -> None:
     """Stop every service; data is kept."""
-    runner_for(runner, state_dir).down()
+    lab_runner(ctx).down()
     typer.echo("stopped (data kept; `make clean` deletes it)")
 
 
 @app.command()
-def status(state_dir: StateDir = DEFAULT_STATE, runner: RunnerOpt = "auto") -> None:
+def status(ctx: typer.Context) -> None:
     """Each service and its health."""
-    if not runner_for(runner, state_dir).show_status():
+    if not lab_runner(ctx).show_status():
         raise typer.Exit(1)
 
 
 @app.command()
 def logs(
+    ctx: typer.Context,
     service: Annotated[str, typer.Argument(help="One service (postgres, s3, mlflow, nginx, init); all when omitted.")] = "",
     lines: Annotated[int, typer.Option(help="Lines from the end of each log.")] = 50,
-    state_dir: StateDir = DEFAULT_STATE,
-    runner: RunnerOpt = "auto",
 ) -> None:
     """The tail of each service's log."""
-    runner_for(runner, state_dir).show_logs(service, lines)
+    lab_runner(ctx).show_logs(service, lines)
 
 
 @app.command()
@@ -91,52 +155,47 @@ def env() -> None:
 def job(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="train, promote, score or sample-input; the rest goes to `lab-job <name>`.")],
-    state_dir: StateDir = DEFAULT_STATE,
-    runner: RunnerOpt = "auto",
 ) -> None:
     """Run a lifecycle job against the lab: in its container under Compose, else from this venv."""
-    if code := runner_for(runner, state_dir).run_job(name, ctx.args):
+    if code := lab_runner(ctx).run_job(name, ctx.args):
         raise typer.Exit(code)
 
 
 @app.command()
 def clean(
+    ctx: typer.Context,
     force: Annotated[bool, typer.Option("--force", envvar="FORCE", help="Do not ask before deleting.")] = False,
-    state_dir: StateDir = DEFAULT_STATE,
-    runner: RunnerOpt = "auto",
 ) -> None:
     """Stop the stack and delete all its data (runs, models, artifacts). .env is kept."""
     if not force and not typer.confirm("Delete every run, model and artifact of the lab?"):
         raise typer.Exit(1)
-    runner_for(runner, state_dir).clean()
-    shutil.rmtree(state_dir, ignore_errors=True)
+    lab_runner(ctx).clean()
+    shutil.rmtree(place(ctx).state_dir, ignore_errors=True)
     typer.echo("deleted the lab's data")
 
 
 @app.command()
 def backup(
+    ctx: typer.Context,
     folder: Annotated[Path, typer.Option("--dir", envvar="BACKUP_DIR", help="Where the archive is written.")] = REPO_ROOT
     / "backups",
-    state_dir: StateDir = DEFAULT_STATE,
-    runner: RunnerOpt = "auto",
 ) -> None:
     """Archive the running lab: databases (runs, accounts), every artifact, a manifest with sha256s. As the admin of .env."""
     from mlflow_lab.backup import operations
 
-    typer.echo(operations.backup(runner_for(runner, state_dir), Settings.load(), folder))
+    typer.echo(operations.backup(lab_runner(ctx), Settings.load(), folder))
 
 
 @app.command()
 def restore(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="An archive written by `lab backup`.")],
     force: Annotated[bool, typer.Option("--force", envvar="FORCE", help="Replace a lab that already holds runs.")] = False,
-    state_dir: StateDir = DEFAULT_STATE,
-    runner: RunnerOpt = "auto",
 ) -> None:
     """Restore an archive onto the running lab (checked in full first; FORCE=1 replaces runs). As the admin of .env."""
     from mlflow_lab.backup import operations
 
-    operations.restore(runner_for(runner, state_dir), Settings.load(), file, force)
+    operations.restore(lab_runner(ctx), Settings.load(), file, force)
 
 
 users = typer.Typer(
