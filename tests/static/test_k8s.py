@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -126,25 +127,83 @@ def test_the_core_validation_can_fail(rendered):
     assert problems(broken)
 
 
-def test_images_are_pinned_and_those_of_compose(rendered):
+def compose_images() -> set[str]:
     compose = declaration.load(lab_settings().as_env())
-    compose_images = {spec["image"] for spec in compose.values() if "image" in spec}
+    return {spec["image"] for spec in compose.values() if "image" in spec}
+
+
+def unpinned_or_not_composes(objects: list[dict]) -> list[tuple[str, str]]:
+    """(workload, image) of every container image without a fixed tag or not built or pulled by Compose."""
+    known = compose_images()
+    return [
+        (obj["metadata"]["name"], image)
+        for obj, _, container in containers(objects)
+        if not re.fullmatch(r"[\w./-]+:[\w.-]+", image := container["image"]) or image.endswith(":latest") or image not in known
+    ]
+
+
+def test_images_are_pinned_and_those_of_compose(rendered):
     for target, (_, objects) in rendered.items():
-        for obj, _, container in containers(objects):
-            image = container["image"]
-            assert re.fullmatch(r"[\w./-]+:[\w.-]+", image) and not image.endswith(":latest"), (target, image)
-            assert image in compose_images, (target, obj["metadata"]["name"], image)
+        assert unpinned_or_not_composes(objects) == [], target
+
+
+IMAGES_COMPONENT = "components/images"
+
+
+def image_fields(node) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "image" and isinstance(value, str):
+                yield value
+            else:
+                yield from image_fields(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from image_fields(item)
+
+
+def test_the_lab_images_are_tagged_once_by_the_images_component():
+    """The manifests name the lab's images untagged; components/images tags each once, with
+    Compose's tag; every target lists the component last (a component transforms only what
+    came before it)."""
+    entries = yaml.safe_load((k8s.K8S_DIR / IMAGES_COMPONENT / "kustomization.yaml").read_text())["images"]
+    names = [entry["name"] for entry in entries]
+    assert len(names) == len(set(names))
+    manifests = [path for path in k8s.K8S_DIR.rglob("*.yaml") if path.name != "kustomization.yaml"]
+    named = {image for path in manifests for doc in yaml.safe_load_all(path.read_text()) for image in image_fields(doc)}
+    assert {image for image in named if image.startswith("mlflow-lab/")} == set(names)
+    assert {f"{entry['name']}:{entry['newTag']}" for entry in entries} <= compose_images()
+    for target, folder in k8s.TARGETS.items():
+        listed = yaml.safe_load((k8s.K8S_DIR / folder / "kustomization.yaml").read_text())["components"]
+        assert listed[-1].endswith(IMAGES_COMPONENT), target
+
+
+def test_an_images_component_listed_too_early_leaves_an_image_untagged(tmp_path: Path):
+    import shutil
+
+    copy = tmp_path / "k8s"
+    shutil.copytree(k8s.K8S_DIR, copy)
+    overlay = copy / "overlays" / "all-in-one" / "kustomization.yaml"
+    spec = yaml.safe_load(overlay.read_text())
+    spec["components"].insert(0, spec["components"].pop())
+    overlay.write_text(yaml.safe_dump(spec))
+    assert unpinned_or_not_composes(k8s.render(lab_settings(), "all-in-one", source=copy)) == [("batch-score", "mlflow-lab/jobs")]
+
+
+def assert_hardened(spec: dict, container: dict, where) -> None:
+    """Non-root, no privilege escalation, read-only root filesystem, no capabilities, bounded."""
+    security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
+    assert security.get("runAsNonRoot") is True and security.get("runAsUser", 0) > 0, where
+    assert security.get("allowPrivilegeEscalation") is False and security.get("readOnlyRootFilesystem") is True, where
+    assert security["capabilities"]["drop"] == ["ALL"], where
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"]) & set(container["resources"]["limits"]), where
 
 
 def test_workloads_run_non_root_read_only_bounded_and_probed(rendered):
     for target, (_, objects) in rendered.items():
         for obj, spec, container in containers(objects):
             where = (target, obj["kind"], obj["metadata"]["name"], container["name"])
-            security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
-            assert security.get("runAsNonRoot") is True and security.get("runAsUser", 0) > 0, where
-            assert security.get("allowPrivilegeEscalation") is False and security.get("readOnlyRootFilesystem") is True, where
-            assert security["capabilities"]["drop"] == ["ALL"], where
-            assert {"cpu", "memory"} <= set(container["resources"]["requests"]) & set(container["resources"]["limits"]), where
+            assert_hardened(spec, container, where)
             long_running = obj["kind"] in {"Deployment", "StatefulSet", "ClusterServingRuntime"}
             if long_running and container in spec["containers"]:
                 assert "readinessProbe" in container and "livenessProbe" in container, where
