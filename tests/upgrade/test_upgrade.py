@@ -34,7 +34,7 @@ def client(upgraded):
 
 def test_init_upgraded_the_mlflow2_schema(upgraded):
     stack, old, old_revision = upgraded
-    from mlflow.store.db.utils import _get_latest_schema_revision
+    from mlflow_lab.adapters.mlflow_internals import latest_schema_revision as _get_latest_schema_revision
 
     assert old["mlflow"].startswith("2.")
     assert old_revision and old_revision != _get_latest_schema_revision()

@@ -85,9 +85,10 @@ def known_revision(revision: str) -> bool:
     """Whether this MLflow's migrations know the schema revision (else it is from a newer MLflow)."""
     from alembic.script import ScriptDirectory
     from alembic.util.exc import CommandError
-    from mlflow.store.db.utils import _get_alembic_config
 
-    scripts = ScriptDirectory.from_config(_get_alembic_config("sqlite://"))
+    from mlflow_lab.adapters.mlflow_internals import alembic_config
+
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
     try:
         return scripts.get_revision(revision) is not None
     except CommandError:

@@ -18,6 +18,8 @@ import pandas as pd
 from mlflow.pyfunc import PyFuncModel
 from mlflow.types import DataType
 
+from mlflow_lab.adapters import mlflow_internals
+
 # Flavors whose pyfunc predict is schema enforcement, then the estimator's own predict.
 PLAIN_FLAVORS = ("mlflow.sklearn", "mlflow.xgboost")
 # Column types whose enforcement is the identity on a column of exactly this dtype without nulls.
@@ -39,6 +41,6 @@ def signature_dtypes(model: PyFuncModel) -> dict[str, np.dtype] | None:
 
 def conforming_predictor(model: PyFuncModel) -> Callable[[pd.DataFrame], Any]:
     """predict() for a frame of signature_dtypes' columns, in that order, without missing values."""
-    if model.loader_module in PLAIN_FLAVORS and not model.metadata._is_signature_from_type_hint():
-        return model._predict_fn
+    if model.loader_module in PLAIN_FLAVORS and not mlflow_internals.signature_from_type_hints(model):
+        return mlflow_internals.flavor_predict(model)
     return model.predict

@@ -119,9 +119,9 @@ def schema_revision(settings: Settings) -> str | None:
 
 def wait_for_schema(settings: Settings, seconds: float = SCHEMA_WAIT_SECONDS) -> None:
     """Until init (another process: Kubernetes' init Job) has brought the schema to this MLflow's head."""
-    from mlflow.store.db.utils import _get_latest_schema_revision
+    from mlflow_lab.adapters.mlflow_internals import latest_schema_revision
 
-    head, deadline = _get_latest_schema_revision(), time.monotonic() + seconds
+    head, deadline = latest_schema_revision(), time.monotonic() + seconds
     while (found := schema_revision(settings)) != head:
         if time.monotonic() > deadline:
             raise LabError(

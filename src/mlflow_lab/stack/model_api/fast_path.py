@@ -34,10 +34,11 @@ import numpy as np
 import orjson
 import pandas as pd
 from mlserver import metrics as mlserver_metrics
-from mlserver.cloudevents import CloudEventsMiddleware, CloudEventsTypes
+from mlserver.cloudevents import CloudEventsTypes
 from mlserver.codecs.numpy import to_datatype
 from mlserver.settings import Settings as ServerSettings
 
+from mlflow_lab.adapters import mlserver_internals
 from mlflow_lab.stack.model_api import runtime
 
 _ROUTE = re.compile(r"^/(v2/models|models)/([^/]+)/(infer|invocations)$")
@@ -172,7 +173,7 @@ class Batcher:
         else:
             frame = pd.DataFrame({name: np.concatenate([r.columns[name] for r in batch]) for name in self.columns})
         try:
-            predictions = self.model._model.predict_conforming(frame)
+            predictions = self.model.checked_model.predict_conforming(frame)
             # Other outputs (DataFrames, dicts, text) are encoded by MLServer's and MLflow's codecs.
             if not isinstance(predictions, np.ndarray) or predictions.dtype.kind not in "fiub" or predictions.ndim not in (1, 2):
                 raise Refused
@@ -194,8 +195,8 @@ class FastPath:
     def __init__(self, app, server_settings: ServerSettings, data_plane):
         self.app = app
         self.batchers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self.cloudevents = CloudEventsMiddleware(server_settings)
-        self.success, self.duration = data_plane._ModelInferRequestSuccess, data_plane._ModelInferRequestDuration
+        self.cloudevents_headers = mlserver_internals.cloudevents_headers(server_settings)
+        self.success, self.duration = mlserver_internals.infer_metrics(data_plane)
         self.queue = mlserver_metrics.register("batch_request_queue", "counter of request queue batch size")
 
     async def __call__(self, scope, receive, send) -> None:
@@ -224,7 +225,7 @@ class FastPath:
         found = _ROUTE.match(scope["path"])
         if found is None or (found[1] == "models") != (found[3] == "invocations"):
             return None
-        model = runtime._serving.get(found[2])  # the version ready in this process, if any
+        model = runtime.serving.get(found[2])  # the version ready in this process, if any
         batcher = self._batcher(model) if model is not None else None
         return (model, batcher, found[1] == "v2/models") if model is not None and batcher is not None else None
 
@@ -245,7 +246,7 @@ class FastPath:
 
     def _batcher(self, model: runtime.LabMLflowRuntime) -> Batcher | None:
         if model not in self.batchers:
-            columns = model._model.signature_dtypes
+            columns = model.checked_model.signature_dtypes
             settings = model.settings
             self.batchers[model] = Batcher(model, columns, settings.max_batch_size, settings.max_batch_time) if columns else None
         return self.batchers[model]
@@ -269,7 +270,7 @@ class FastPath:
             },
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
-        events = self.cloudevents._get_headers(CloudEventsTypes.Response, model.settings, request_id)
+        events = self.cloudevents_headers(CloudEventsTypes.Response, model.settings, request_id)
         await _send(send, content, [*JSON, *((k.lower().encode(), v.encode()) for k, v in events.items())])
 
 

@@ -24,12 +24,12 @@ from mlserver import metrics as mlserver_metrics
 from mlserver.batching import load_batching
 from mlserver.errors import ModelNotFound
 from mlserver.parallel.errors import WorkerError
-from mlserver.rest.errors import _EXCEPTION_HANDLERS
 from mlserver.rest.responses import Response
 from mlserver.settings import Settings as ServerSettings
 from mlserver.utils import install_uvloop_event_loop
 from starlette.exceptions import HTTPException
 
+from mlflow_lab.adapters import mlserver_internals
 from mlflow_lab.stack.model_api import http_errors
 from mlflow_lab.stack.model_api.config import ApiConfig
 from mlflow_lab.stack.model_api.fast_path import FastPath
@@ -86,22 +86,12 @@ class LabMLServer(MLServer):
 
     def __init__(self, settings: ServerSettings, fast_path: bool = False):
         super().__init__(settings)
+        on_load, on_reload = mlserver_internals.model_hooks(self)
+        on_load[:] = [_batch_small_requests if hook is load_batching else hook for hook in on_load]
+        on_reload.append(lambda old_model, new_model: _batch_small_requests(new_model))
         if fast_path:
-            rest, uvicorn_config = self._rest_server, self._rest_server._get_config
-
-            def with_fast_path():
-                config = uvicorn_config()
-                config.app = FastPath(config.app, settings, self._data_plane)
-                return config
-
-            rest._get_config = with_fast_path  # type: ignore[method-assign]
-
-    def _create_model_registry(self):
-        model_registry = super()._create_model_registry()
-        hooks = model_registry._on_model_load
-        hooks[:] = [_batch_small_requests if hook is load_batching else hook for hook in hooks]
-        model_registry._on_model_reload.append(lambda old_model, new_model: _batch_small_requests(new_model))
-        return model_registry
+            data_plane = mlserver_internals.data_plane(self)
+            mlserver_internals.wrap_rest_app(self, lambda app: FastPath(app, settings, data_plane))
 
 
 def server_settings(config: ApiConfig) -> ServerSettings:
@@ -121,7 +111,7 @@ def server_settings(config: ApiConfig) -> ServerSettings:
 
 def install_error_handlers() -> None:
     """Read when MLServer builds its app; the most specific exception class wins."""
-    _EXCEPTION_HANDLERS.update(
+    mlserver_internals.install_exception_handlers(
         {
             RequestValidationError: _validation_error,
             WorkerError: _worker_error,

@@ -28,8 +28,8 @@ from mlserver.handlers.custom import CustomHandler, register_custom_handler
 from mlserver.settings import ModelParameters, ModelSettings
 from mlserver.settings import Settings as ServerSettings
 from mlserver.utils import install_uvloop_event_loop
-from mlserver_mlflow.runtime import _get_raw_body
 
+from mlflow_lab.adapters import mlserver_internals
 from mlflow_lab.stack.model_api import mlserver_server
 from mlflow_lab.stack.model_api.runtime import VERSION_KEY, LabMLflowRuntime
 
@@ -42,7 +42,9 @@ class OneModelRuntime(LabMLflowRuntime):
     def __init__(self, settings):
         super().__init__(settings)
 
-        async def root_invocations(raw_body: str = Depends(_get_raw_body), content_type: str = Header(default="")) -> Response:
+        async def root_invocations(
+            raw_body: str = Depends(mlserver_internals.raw_body), content_type: str = Header(default="")
+        ) -> Response:
             return await self._checked_invocations(raw_body, content_type)
 
         register_custom_handler(CustomHandler(rest_path="/invocations"), root_invocations)
@@ -56,12 +58,13 @@ class OneModelServer(mlserver_server.LabMLServer):
         mlserver_server.install_error_handlers()  # before MLServer builds its app
         super().__init__(settings)
         self.model = model
-        self._data_plane.ready = self.ready  # type: ignore[method-assign]
-        self._rest_server._app.add_api_route("/ping", self.ping, methods=["GET"])
+        self.data_plane = mlserver_internals.data_plane(self)
+        self.data_plane.ready = self.ready  # type: ignore[method-assign]
+        mlserver_internals.rest_app(self).add_api_route("/ping", self.ping, methods=["GET"])
 
     async def ready(self) -> bool:
         try:
-            return await self._data_plane.model_ready(self.model.name)
+            return await self.data_plane.model_ready(self.model.name)
         except ModelNotFound:  # not loaded yet, or its load failed
             return False
 
@@ -71,7 +74,7 @@ class OneModelServer(mlserver_server.LabMLServer):
 
     async def load(self) -> None:
         try:
-            await self._model_registry.load(self.model)
+            await mlserver_internals.model_registry(self).load(self.model)
         except Exception as exc:  # noqa: BLE001 - the container stays up, not ready, and says why
             log.error("cannot serve %s from %s: %s", self.model.name, self.model.parameters.uri, exc)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,23 +32,22 @@ from mlserver.errors import InferenceError
 from mlserver.handlers.custom import CustomHandler, register_custom_handler
 from mlserver.types import InferenceRequest, InferenceResponse, RequestInput
 from mlserver_mlflow import MLflowRuntime
-from mlserver_mlflow.runtime import _get_raw_body
 
+from mlflow_lab.adapters import mlserver_internals
 from mlflow_lab.scoring import conforming
 from mlflow_lab.scoring.errors import short_reason
 
 VERSION_KEY = "registry_version"
-# Per process (the server's, or each worker's): the ready instance of each model name.
-# MLServer re-imports this module (importlib.reload) whenever it reads a model-settings.json,
-# so the map is carried over from the previous import instead of being replaced.
-_serving: dict[str, LabMLflowRuntime] = globals().get("_serving", {})
+# Per process (the server's, or each worker's): the ready instance of each model name. MLServer
+# re-imports this module whenever it reads a model-settings.json; the map outlives that.
+serving: dict[str, LabMLflowRuntime] = mlserver_internals.kept_across_reloads(globals(), "serving", {})
 
 
 class _CheckedModel:
     """A pyfunc model that also refuses empty batches and columns its signature lacks."""
 
     def __init__(self, model):
-        self._model = model
+        self._pyfunc = model
         self.metadata = model.metadata
         schema = model.metadata.get_input_schema()
         self._columns = set(schema.input_names()) if schema is not None and schema.has_input_names() else None
@@ -64,7 +62,7 @@ class _CheckedModel:
             if extra:
                 takes = ", ".join(sorted(self._columns))
                 raise InferenceError(f"unexpected column(s) {', '.join(extra)}; the model takes {takes}")
-        return self._model.predict(data, params=params)
+        return self._pyfunc.predict(data, params=params)
 
 
 def _widens(actual: np.dtype, expected: np.dtype) -> bool:
@@ -99,16 +97,18 @@ def fit_tensors(payload: InferenceRequest, schema) -> InferenceRequest:
 
 
 class LabMLflowRuntime(MLflowRuntime):
-    _model: Any  # mlflow's PyFuncModel once MLflowRuntime.load ran; wrapped in _CheckedModel by ours
+    checked_model: _CheckedModel  # what MLflowRuntime predicts with, once loaded
 
     def __init__(self, settings):
         super().__init__(settings)
 
         # A fresh function per instance: MLServer tells routes apart by endpoint identity,
         # which lets the old and the new version's routes coexist during a swap. MLServer
-        # moves the route to the new instance before loading it, hence the _serving lookup.
-        async def model_invocations(raw_body: str = Depends(_get_raw_body), content_type: str = Header(default="")) -> Response:
-            return await _serving.get(settings.name, self)._checked_invocations(raw_body, content_type)
+        # moves the route to the new instance before loading it, hence the `serving` lookup.
+        async def model_invocations(
+            raw_body: str = Depends(mlserver_internals.raw_body), content_type: str = Header(default="")
+        ) -> Response:
+            return await serving.get(settings.name, self)._checked_invocations(raw_body, content_type)
 
         register_custom_handler(CustomHandler(rest_path=f"/models/{settings.name}/invocations"), model_invocations)
         self.model_invocations = model_invocations
@@ -132,7 +132,7 @@ class LabMLflowRuntime(MLflowRuntime):
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         try:
-            payload = fit_tensors(payload, self._model.metadata.get_input_schema())
+            payload = fit_tensors(payload, self.checked_model.metadata.get_input_schema())
             response = await super().predict(payload)
         except Exception as exc:  # noqa: BLE001
             raise InferenceError(short_reason(exc)) from None
@@ -141,7 +141,7 @@ class LabMLflowRuntime(MLflowRuntime):
 
     async def load(self) -> bool:
         await asyncio.to_thread(self._load_blocking)
-        _serving[self.name] = self
+        serving[self.name] = self
         # The loaded libraries leave hundreds of thousands of long-lived objects; a full garbage
         # collection walking them all stalled every request in flight (p99 ~110 ms at 64
         # connections, measured). Frozen objects are left out of collections.
@@ -149,22 +149,23 @@ class LabMLflowRuntime(MLflowRuntime):
         return True
 
     async def unload(self) -> bool:
-        if _serving.get(self.name) is self:
-            del _serving[self.name]
+        if serving.get(self.name) is self:
+            del serving[self.name]
         return True
 
     def _load_blocking(self) -> None:
         # MLflowRuntime.load is a coroutine that blocks for seconds (download, deserialise);
         # it gets an event loop of its own in this thread.
         asyncio.run(super().load())
-        self._model = _CheckedModel(self._model)
+        self.checked_model = _CheckedModel(mlserver_internals.loaded_pyfunc(self))
+        mlserver_internals.predict_through(self, self.checked_model)
         self._warm_up()
 
     def _warm_up(self) -> None:
         """One prediction on a row of zeros, so the first real request does not pay for lazy setup."""
-        schema = self._model.metadata.get_input_schema()
+        schema = self.checked_model.metadata.get_input_schema()
         if schema is None or not schema.has_input_names():
             return
         row = pd.DataFrame({spec.name: pd.Series([0], dtype=spec.type.to_pandas()) for spec in schema.inputs})
         with contextlib.suppress(Exception):  # a model that rejects zeros is still servable
-            self._model.predict(row)
+            self.checked_model.predict(row)
