@@ -34,11 +34,11 @@ def client(upgraded):
 
 def test_init_upgraded_the_mlflow2_schema(upgraded):
     stack, old, old_revision = upgraded
-    from mlflow_lab.adapters.mlflow_internals import latest_schema_revision as _get_latest_schema_revision
+    from mlflow_lab.adapters.mlflow_internals import latest_schema_revision
 
     assert old["mlflow"].startswith("2.")
-    assert old_revision and old_revision != _get_latest_schema_revision()
-    assert init_stack.schema_revision(on_loopback(stack.settings)) == _get_latest_schema_revision()
+    assert old_revision and old_revision != latest_schema_revision()
+    assert init_stack.schema_revision(on_loopback(stack.settings)) == latest_schema_revision()
 
 
 def test_old_run_metric_history_and_artifact_are_there(upgraded, client):

@@ -1,6 +1,6 @@
 """init's way into MLflow's user store (mlflow.server.auth.sqlalchemy_store), the one module
 that reaches it: the accounts the lab itself needs exist before the tracking server starts,
-without a server to ask. tests/unit/test_auth_store.py pins every call made here.
+without a server to ask. tests/unit/test_accounts.py pins every call made here.
 """
 
 from __future__ import annotations
