@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,8 @@ from mlflow_lab.settings import ENV_FILE, REPO_ROOT, Settings
 
 # `depends_on.required` and `up --wait` arrived in Compose 2.20.
 MIN_COMPOSE = (2, 20)
+MIN_COMPOSE_TEXT = ".".join(map(str, MIN_COMPOSE))
+INSTALL_COMPOSE = "Docker's compose plugin (package docker-compose-plugin) or Docker Desktop"
 LOCK_FILE = REPO_ROOT / "requirements.lock"
 WHEELHOUSE = REPO_ROOT / "services" / "mlflow" / "wheelhouse"  # mounted by the image build
 # Jobs that have a Compose service (profile `jobs`); the others only write local files.
@@ -35,25 +38,34 @@ def _version(text: str) -> tuple[int, ...] | None:
     return tuple(int(part) for part in found.groups() if part is not None) if found else None
 
 
-def find_compose(environ: Mapping[str, str] | None = None) -> list[str]:
-    """The Compose v2 command: the `docker compose` plugin, else a standalone `docker-compose`
-    (`environ`: the environment it runs in, e.g. DOCKER_CONFIG naming the plugins' folder)."""
+def compose_command(environ: Mapping[str, str] | None = None) -> tuple[list[str] | None, str]:
+    """The Compose v2.20+ command (the `docker compose` plugin, else a standalone
+    `docker-compose`) and its name and version; None and what was found instead when there is
+    none (`environ`: the environment it runs in, e.g. DOCKER_CONFIG naming the plugins' folder)."""
     found: list[str] = []
     for command in (["docker", "compose"], ["docker-compose"]):
         if shutil.which(command[0]) is None:
             continue
         result = subprocess.run([*command, "version", "--short"], capture_output=True, text=True, env=environ)
         version = _version(result.stdout) if result.returncode == 0 else None
-        if version and version >= MIN_COMPOSE:
-            return command
-        if version:
-            found.append(f"{' '.join(command)} {'.'.join(map(str, version))}")
-    need = ".".join(map(str, MIN_COMPOSE))
-    raise LabError(
-        f"the lab needs Docker Compose v{need} or newer, found {' and '.join(found) or 'none'}: "
-        "install Docker's compose plugin (package docker-compose-plugin) or Docker Desktop, "
-        "or run natively with LAB_RUNNER=native."
-    )
+        if version is None:
+            continue
+        named = f"{' '.join(command)} {'.'.join(map(str, version))}"
+        if version >= MIN_COMPOSE:
+            return command, named
+        found.append(named)
+    return None, " and ".join(found) or "none"
+
+
+def find_compose(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The Compose v2.20+ command, else a LabError saying what to install."""
+    command, found = compose_command(environ)
+    if command is None:
+        raise LabError(
+            f"the lab needs Docker Compose v{MIN_COMPOSE_TEXT} or newer, found {found}: "
+            f"install {INSTALL_COMPOSE}, or run natively with LAB_RUNNER=native."
+        )
+    return command
 
 
 def active_profiles(settings: Settings) -> set[str]:
@@ -70,13 +82,16 @@ def base_images(settings: Settings) -> dict[str, str]:
     return {name: settings[name] for name in names}
 
 
+def image_present(image: str) -> bool:
+    """The Docker engine has `image` (no registry is asked)."""
+    return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+
+
 def ensure_base_images(settings: Settings, only: tuple[str, ...] = ()) -> None:
     """Each base image (or `only` those settings) is in the engine or can be pulled; else say
     which setting to change."""
     for name, image in base_images(settings).items():
-        if only and name not in only:
-            continue
-        if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
+        if (only and name not in only) or image_present(image):
             continue
         pulled = subprocess.run(["docker", "pull", "--quiet", image], capture_output=True, text=True)
         if pulled.returncode != 0:
@@ -85,6 +100,30 @@ def ensure_base_images(settings: Settings, only: tuple[str, ...] = ()) -> None:
                 f"the base image {image} is not in the Docker engine and cannot be pulled ({reason}): "
                 f"set {name} in .env to an image your registry mirror serves, or `docker load` it."
             )
+
+
+def registry_serves(image: str, timeout: float, environ: Mapping[str, str] | None = None) -> bool:
+    """A registry answers for `image` within `timeout` seconds (`docker manifest inspect`, with
+    the client's registry settings and credentials from `environ`)."""
+    try:
+        found = subprocess.run(["docker", "manifest", "inspect", image], capture_output=True, timeout=timeout, env=environ)
+    except subprocess.TimeoutExpired:
+        return False
+    return found.returncode == 0
+
+
+def unavailable_base_image(settings: Settings, environ: Mapping[str, str] | None = None, within: float = 2.5) -> str | None:
+    """The setting of the first base image that is neither in the Docker engine nor served by a
+    registry, else None. Only absent images are asked for, all within `within` seconds: a
+    registry that does not answer costs no more."""
+    deadline = time.monotonic() + within
+    for name, image in base_images(settings).items():
+        if image_present(image):
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0 or not registry_serves(image, left, environ):
+            return name
+    return None
 
 
 def fill_wheelhouse(settings: Settings) -> None:

@@ -2,17 +2,25 @@
 
 `ComposeStack` (containers on a Docker engine) and `NativeStack` (host processes under
 supervisord) both implement `Runner`; the CLI asks `open_runner` for one and never
-branches on which it got.
+branches on which it got. `auto` is Compose where Compose can work on this machine (an
+engine, Compose v2.20+, the base images at hand), else native, and says why.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from mlflow_lab.compose import ComposeStack
+from mlflow_lab.compose import (
+    INSTALL_COMPOSE,
+    MIN_COMPOSE_TEXT,
+    ComposeStack,
+    compose_command,
+    unavailable_base_image,
+)
 from mlflow_lab.errors import LabError
 from mlflow_lab.native.runner import NativeStack
 from mlflow_lab.settings import Settings
@@ -85,16 +93,38 @@ class Runner(Protocol):
 def docker_engine_answers() -> bool:
     if shutil.which("docker") is None:
         return False
-    return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
-def choose(requested: str, state: Path) -> tuple[str, str]:
+def auto_choice(settings: Settings, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """Compose where it can work on this machine (a Docker engine, Compose v2.20+, the base
+    images present or pullable), else native; the reason says why, and what containers would need."""
+    if not docker_engine_answers():
+        return "native", "no Docker engine answered; for containers install Docker Engine and its compose plugin"
+    command, found = compose_command(environ)
+    if command is None:
+        return "native", (
+            f"the Docker engine has no Compose v{MIN_COMPOSE_TEXT} or newer, found {found}; "
+            f"for containers install {INSTALL_COMPOSE}"
+        )
+    if missing := unavailable_base_image(settings, environ):
+        return "native", (
+            f"the Docker engine lacks the base image {settings[missing]} and no registry serves it; "
+            f"for containers `docker load` it or set {missing} in .env to your registry mirror's"
+        )
+    return "compose", f"a Docker engine answered, with {found} and the base images"
+
+
+def choose(requested: str, state: Path, settings: Settings) -> tuple[str, str]:
     """The runner's name, and why it was chosen."""
     marker = state / "runner"
     if requested == "auto" and marker.exists():
         return marker.read_text().strip(), "it brought the lab up"  # keep talking to that runner
     if requested == "auto":
-        return ("compose", "a Docker engine answered") if docker_engine_answers() else ("native", "no Docker engine answered")
+        return auto_choice(settings)
     if requested not in RUNNERS:
         raise LabError(f"LAB_RUNNER must be auto, {' or '.join(RUNNERS)}; got {requested!r}.")
     return requested, f"LAB_RUNNER={requested}"
@@ -102,7 +132,7 @@ def choose(requested: str, state: Path) -> tuple[str, str]:
 
 def open_runner(requested: str, state: Path, settings: Settings) -> tuple[Runner, str]:
     """The runner for this command, and why it was chosen."""
-    name, reason = choose(requested, state)
+    name, reason = choose(requested, state, settings)
     runner: Runner = ComposeStack(settings) if name == "compose" else NativeStack(settings, state)
     return runner, reason
 
