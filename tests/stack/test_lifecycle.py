@@ -167,7 +167,7 @@ def test_documented_mlflow_commands_cover_every_entry_point_and_work_as_written(
     commands = documented_mlflow_commands()
     runs = [cmd for cmd in commands if cmd.startswith("mlflow run ")]
     entry_points = {cmd.split(" -e ")[1].split()[0] if " -e " in cmd else "main" for cmd in runs}
-    assert entry_points == set(yaml.safe_load((REPO_ROOT / "MLproject").read_text())["entry_points"])
+    assert entry_points == set(yaml.safe_load((REPO_ROOT / "jobs" / "MLproject").read_text())["entry_points"])
 
     sample = REPO_ROOT / "data" / "wine-quality-sample.csv"
     scored = sample.with_name("wine-quality-sample.predictions.csv")
