@@ -90,7 +90,8 @@ def render_configuration_doc() -> str:
             meta = extra(field)
             default = "generated secret" if meta.get("generated") else (f"`{field.default}`" if field.default != "" else "empty")
             needed = ", ".join(meta["services"]) or ("optional" if meta.get("optional") else "-")
-            lines.append(f"| `{name}` | {default} | {cell(kind(field))} | {needed} | {cell(field.description or '')} |")
+            secret = "; secret: never logged or archived" if meta.get("secret") else ""
+            lines.append(f"| `{name}` | {default} | {cell(kind(field))}{secret} | {needed} | {cell(field.description or '')} |")
         lines.append("")
     lines.append(
         '"Needed by": the programs that refuse to start when the setting is empty: `lab` (the CLI\'s `up`), '

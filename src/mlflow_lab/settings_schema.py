@@ -78,7 +78,9 @@ Image = Annotated[str, Field(pattern=r"^\S+:[\w][\w.-]*$"), Kind("an image with 
 def setting(default: Any = "", help: str = "", *, services: tuple[str, ...] = (), **extra: Any) -> Any:
     """A field with the lab's metadata: `services` refuse to start without it; `secret` values
     never appear in logs or archives; `generated` ones are made random on first run; `optional`
-    ones may be empty; `wiring` ones are set per service by the runners, not in .env."""
+    ones may be empty; `wiring` ones are set per service by the runners, not in .env;
+    `host_only` ones are read on the host only (never by a cluster, `cluster_place`); `store`
+    ones say where an external PostgreSQL or S3 server is."""
     return Field(default, description=help, json_schema_extra={"services": list(services), **extra})
 
 
@@ -112,16 +114,18 @@ class LabSettings(BaseModel):
     LAB_HTTP_PORT: Port = setting(
         5000,
         "The port published on the host (nginx). MLflow UI and API: http://localhost:5000",
+        host_only=True,
         group="lab",
         services=("lab",),
     )
     LAB_GRPC_PORT: Port = setting(
-        5002, "nginx's second published port: the model API over gRPC (HTTP/2, same credentials).", group="lab"
+        5002, "nginx's second published port: the model API over gRPC (HTTP/2, same credentials).", host_only=True, group="lab"
     )
     LAB_BIND_ADDRESS: Address = setting(
         "127.0.0.1",
         "Host address nginx is published on. 127.0.0.1 keeps the lab on this machine; 0.0.0.0 lets "
         "teammates reach it (use LAB_ENV=production passwords then).",
+        host_only=True,
         group="lab",
     )
     LAB_SERVER_NAMES: Words = setting(
@@ -145,10 +149,11 @@ class LabSettings(BaseModel):
         "",
         "Your own account for `make train|promote|score` and `make env` (from `lab users add`); empty: "
         "the admin above. MLFLOW_TRACKING_USERNAME/_PASSWORD set in your shell win over these.",
+        host_only=True,
         group="lab",
         optional=True,
     )
-    MLFLOW_TRACKING_PASSWORD: Secret = setting("", "Its password.", group="lab", secret=True, optional=True)
+    MLFLOW_TRACKING_PASSWORD: Secret = setting("", "Its password.", host_only=True, group="lab", secret=True, optional=True)
     LAB_AUTH_CACHE_SECONDS: Seconds = setting(
         5,
         "How long nginx, and each tracking-server worker, trusts a credential it has checked (seconds): a "
@@ -203,6 +208,7 @@ class LabSettings(BaseModel):
         "Native runner: loopback port of the PostgreSQL process. Kubernetes `external` overlay (`lab k8s "
         "render external`): the managed server's port, with its host in POSTGRES_HOST (add the line; "
         "Compose and the native runner set the host themselves).",
+        store=True,
         group="postgres",
     )
 
@@ -218,11 +224,12 @@ class LabSettings(BaseModel):
         "S3 endpoint the tracking server talks to. Empty: the bundled SeaweedFS (Compose service `s3`; "
         "native runner: the `weed` binary on 127.0.0.1:S3_PORT). For another S3-compatible server set it "
         "here and drop `seaweedfs` from COMPOSE_PROFILES. Required by the Kubernetes `external` overlay.",
+        store=True,
         group="s3",
         optional=True,
     )
     S3_ACCESS_KEY_ID: Text = setting(
-        "mlflow-lab", "The S3 account of the tracking server.", group="s3", services=("init", "mlflow")
+        "mlflow-lab", "The S3 account of the tracking server.", secret=True, group="s3", services=("init", "mlflow")
     )
     S3_SECRET_ACCESS_KEY: Secret = setting(
         "", "Its secret key.", group="s3", secret=True, generated=True, services=("init", "mlflow")
@@ -382,6 +389,7 @@ class LabSettings(BaseModel):
     POSTGRES_HOST: Text = setting(
         "postgres",
         "Host name of PostgreSQL as the services reach it.",
+        store=True,
         group="wiring",
         wiring=True,
         services=("init", "mlflow", "wait-for-schema"),
@@ -465,6 +473,24 @@ def kind(field: FieldInfo) -> str:
             return meta.text
     args = getattr(field.annotation, "__args__", ())
     return f"one of {', '.join(map(str, args))}" if args else "text"
+
+
+# Groups of settings that only the host reads: Compose itself, image names and builds.
+HOST_GROUPS = frozenset({"compose", "images", "build"})
+
+
+def cluster_place(name: str) -> str | None:
+    """Where a setting goes on Kubernetes: the `secret`, the `store` ConfigMap (the external
+    stores' addresses), the `config` ConfigMap, or nowhere (None: the host's, or set by the
+    manifests themselves)."""
+    meta = extra(LabSettings.model_fields[name])
+    if meta.get("store"):
+        return "store"
+    if meta.get("secret"):
+        return None if meta.get("host_only") else "secret"
+    if meta.get("wiring") or meta.get("host_only") or meta["group"] in HOST_GROUPS:
+        return None
+    return "config"
 
 
 PASSWORD_VARS = tuple(fields(secret=True, generated=True))

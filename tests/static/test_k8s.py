@@ -392,3 +392,14 @@ def test_a_broken_manifest_fails_the_render_with_kustomizes_reason(tmp_path: Pat
     (copy / "base" / "kustomization.yaml").write_text((copy / "base" / "kustomization.yaml").read_text() + "  - missing.yaml\n")
     with pytest.raises(LabError, match="^kustomize could not render all-in-one: "):
         k8s.render(lab_settings(), "all-in-one", source=copy)
+
+
+def test_only_the_lab_settings_reach_a_manifest():
+    """The caller's own environment (tokens, paths) never lands in a ConfigMap or Secret: only
+    the settings schema's settings are rendered, each in its place."""
+    settings = lab_settings(GITHUB_TOKEN="ghp-not-for-the-cluster", HOME="/home/alice")
+    rendered = "".join(k8s.settings_files(settings).values())
+    assert "ghp-not-for-the-cluster" not in rendered and "/home/alice" not in rendered
+    config = k8s.settings_files(settings)["components/settings/lab-config.env"]
+    assert {line.split("=", 1)[0] for line in config.splitlines()} <= set(k8s.CONFIG_KEYS)
+    assert "MLFLOW_PORT=5001" in config

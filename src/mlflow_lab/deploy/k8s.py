@@ -20,33 +20,20 @@ import yaml
 
 from mlflow_lab.errors import LabError
 from mlflow_lab.settings import REPO_ROOT, Settings
+from mlflow_lab.settings_schema import LabSettings, cluster_place
 
 K8S_DIR = REPO_ROOT / "deploy" / "k8s"
 TARGETS = {"all-in-one": "overlays/all-in-one", "external": "overlays/external", "kserve": "kserve"}
-SECRET_KEYS = (
-    "LAB_PASSWORD",
-    "MODEL_API_PASSWORD",
-    "POSTGRES_PASSWORD",
-    "S3_ACCESS_KEY_ID",
-    "S3_SECRET_ACCESS_KEY",
-    "MLFLOW_FLASK_SERVER_SECRET_KEY",
-)
-STORE_KEYS = ("POSTGRES_HOST", "POSTGRES_PORT", "S3_ENDPOINT_URL")  # where the external stores are
+# Each setting's place in a cluster (the Secret, the external stores' ConfigMap, the settings'
+# ConfigMap, or none) is the settings schema's; only the schema's settings are rendered, so
+# nothing else of the caller's environment reaches a manifest.
+PLACES = {name: cluster_place(name) for name in LabSettings.model_fields}
+SECRET_KEYS = tuple(name for name, place in PLACES.items() if place == "secret")
+STORE_KEYS = tuple(name for name, place in PLACES.items() if place == "store")
+CONFIG_KEYS = tuple(name for name, place in PLACES.items() if place == "config")
 # Secrets the operator creates with kubectl, not from .env: accounts of the lab's own programs,
 # whose passwords only `lab users add` knows (deploy/k8s/components/batch-scoring/cronjob.yaml).
 OPERATOR_SECRETS = ("batch-scoring-account",)
-# Settings of the host, its builds, its other runners and its own client account, which nothing
-# in a cluster reads.
-HOST_ONLY_PREFIXES = (
-    "COMPOSE_",
-    "MLFLOW_TRACKING_",
-    "LAB_BUILD_",
-    "LAB_BIND_",
-    "LAB_NATIVE_",
-    "MINIO_",
-    "LAB_HTTP_",
-    "LAB_GRPC_",
-)
 
 
 def _env_file(values: dict[str, str]) -> str:
@@ -58,20 +45,19 @@ def _env_file(values: dict[str, str]) -> str:
 
 def settings_files(settings: Settings) -> dict[str, str]:
     """The generators' env files (path under deploy/k8s -> text) from the lab's settings."""
-    values = settings.as_env()
-    plain = {
-        key: value
-        for key, value in values.items()
-        if key not in SECRET_KEYS + STORE_KEYS and not key.startswith(HOST_ONLY_PREFIXES) and not key.endswith("_IMAGE")
-    }
+
+    def values(keys: tuple[str, ...]) -> dict[str, str]:
+        return {key: settings.get(key) for key in keys}
+
     return {
-        "components/settings/lab-config.env": _env_file(plain),
-        "components/settings/lab-secrets.env": _env_file({key: values.get(key, "") for key in SECRET_KEYS}),
-        "components/external-stores/lab-stores.env": _env_file({key: values.get(key, "") for key in STORE_KEYS}),
+        "components/settings/lab-config.env": _env_file(values(CONFIG_KEYS)),
+        "components/settings/lab-secrets.env": _env_file(values(SECRET_KEYS)),
+        # Only what .env says: the defaults name the lab's own servers, not the external ones.
+        "components/external-stores/lab-stores.env": _env_file({key: settings.as_env().get(key, "") for key in STORE_KEYS}),
         "kserve/kserve-s3.env": _env_file(
             {
-                "AWS_ACCESS_KEY_ID": values.get("S3_ACCESS_KEY_ID", ""),
-                "AWS_SECRET_ACCESS_KEY": values.get("S3_SECRET_ACCESS_KEY", ""),
+                "AWS_ACCESS_KEY_ID": settings.get("S3_ACCESS_KEY_ID"),
+                "AWS_SECRET_ACCESS_KEY": settings.get("S3_SECRET_ACCESS_KEY"),
             }
         ),
     }
