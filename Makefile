@@ -12,7 +12,7 @@ help: ## List the targets
 venv: ## Create or update .venv from the lock file
 	@sh scripts/bootstrap.sh
 
-up: venv ## Bring the stack up (Compose if a Docker engine answers, else native) and wait until healthy
+up: venv ## Bring the stack up (Compose where it can run: engine, Compose v2.20+, base images; else native, saying why) and wait until healthy
 	@$(LAB) up
 
 down: venv ## Stop the stack (data is kept)
