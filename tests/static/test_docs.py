@@ -1,5 +1,6 @@
 """The README is the front door, not the manual: it stays short, and every relative link in
-it and in docs/ leads somewhere (a file that exists, and the heading a link names)."""
+it, in docs/ and in the folder READMEs of jobs/ and deploy/k8s/ leads somewhere (a file that
+exists, and the heading a link names)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 FENCED_BLOCK = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
 EXTERNAL = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)  # http:, https:, mailto:
+# Folders with a README in every folder saying what is there (and linking into docs/).
+README_FOLDERS = ("jobs", "deploy/k8s")
 
 
 def documents(root: Path) -> list[Path]:
-    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    readmes = [readme for folder in README_FOLDERS for readme in sorted((root / folder).glob("**/README.md"))]
+    return [root / "README.md", *sorted((root / "docs").glob("*.md")), *readmes]
 
 
 def prose(text: str) -> str:
@@ -66,8 +70,8 @@ def test_the_readme_is_short_and_every_link_resolves():
 @pytest.fixture
 def copy(tmp_path: Path) -> Path:
     shutil.copy(REPO_ROOT / "README.md", tmp_path)
-    shutil.copytree(REPO_ROOT / "docs", tmp_path / "docs")
-    shutil.copytree(REPO_ROOT / "bench" / "results", tmp_path / "bench" / "results")
+    for folder in ("docs", "bench/results", *README_FOLDERS):  # the documents and what they link to
+        shutil.copytree(REPO_ROOT / folder, tmp_path / folder)
     return tmp_path
 
 
@@ -88,4 +92,19 @@ def test_a_long_readme_fails(copy):
     readme = copy / "README.md"
     readme.write_text(readme.read_text() + "journal line\n" * README_MAX_LINES)
     with pytest.raises(AssertionError, match=r"README.md has \d+ lines \(at most 150\)"):
+        check_docs(copy)
+
+
+@pytest.mark.parametrize(
+    ("readme", "link"),
+    [
+        ("jobs/kubernetes/README.md", "../../deploy/k8s/components/batch-scoring/README.md"),
+        ("deploy/k8s/components/batch-scoring/README.md", "../../../../jobs/kubernetes/README.md"),
+    ],
+)
+def test_a_folder_readme_with_a_miscounted_link_fails(copy, readme, link):
+    document = copy / readme
+    miscounted = link.removeprefix("../")
+    document.write_text(document.read_text().replace(f"]({link})", f"]({miscounted})"))
+    with pytest.raises(AssertionError, match=re.escape(f"'{readme}': ['{miscounted} (no such file)']")):
         check_docs(copy)
