@@ -2,23 +2,29 @@
 `mlflow run` code turns the lab's project, backend config and Job template into the Job it
 would create, as `mlflow run jobs/kubernetes --backend kubernetes --backend-config
 jobs/kubernetes/kubernetes_config.json --build-image` does from the checkout. No cluster or
-registry here: the image build and push and the Kubernetes API are stand-ins, everything else
-is MLflow's. The Job validates against the Kubernetes schemas and runs the lab's scoring job
-with the lab's image, as the scoring account, in the batch-scoring CronJob's pod."""
+registry here: the image build and push are faked, and so is the Kubernetes API server, at the
+wire (urllib3). In between all is real: MLflow's code and the Kubernetes client it calls, which
+reads a kubeconfig, sends the Job as JSON and parses the reply into a V1Job. The Job validates
+against the Kubernetes schemas and runs the lab's scoring job with the lab's image, as the
+scoring account, in the batch-scoring CronJob's pod."""
 
 from __future__ import annotations
 
-import copy
 import json
 import re
-import sys
+import tempfile
 import types
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import kubernetes
 import mlflow
 import pytest
+import urllib3
 import yaml
+from kubernetes.config import kube_config
 from mlflow.projects import docker as project_docker
+from mlflow.projects import kubernetes as backend
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from mlflow_lab.deploy import k8s
@@ -33,47 +39,59 @@ IN_CLUSTER = "http://nginx:8080"
 INPUT = "runs:/0123456789abcdef0123456789abcdef/inputs/psystock-input.csv"
 MODEL = "models:/psystock/Production"
 SECRET_NAMES = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY")
+CLUSTER = "https://kubernetes.invalid:6443"  # .invalid never resolves: nothing can leave the machine
+JOBS_PATH = re.compile(r"/apis/batch/v1/namespaces/(?P<namespace>[^/]+)/jobs")
 
 
-def kubernetes_stand_in(created: list[tuple[str, dict]]) -> dict[str, types.ModuleType]:
-    """The `kubernetes` client modules as MLflow's backend uses them: a Job it creates is kept."""
-
-    class BatchV1Api:
-        def create_namespaced_job(self, namespace, body, pretty=None):
-            created.append((namespace, copy.deepcopy(body)))
-
-    package, config, exceptions, client = (
-        types.ModuleType(name)
-        for name in ("kubernetes", "kubernetes.config", "kubernetes.config.config_exception", "kubernetes.client")
+def kubeconfig(path: Path) -> Path:
+    """A kubeconfig as `kubectl` writes it, its current context on the fake cluster."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "lab", "cluster": {"server": CLUSTER}}],
+                "users": [{"name": "lab", "user": {}}],
+                "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "lab"}}],
+                "current-context": "lab",
+            }
+        )
     )
-    exceptions.ConfigException = type("ConfigException", (Exception,), {})
-    config.config_exception = exceptions
-    config.load_kube_config = lambda context=None: None
-    client.BatchV1Api = BatchV1Api
-    package.config, package.client = config, client
-    return {module.__name__: module for module in (package, config, exceptions, client)}
+    return path
+
+
+def fake_api_server(requests: list[tuple[str, str, dict | None]]):
+    """urllib3's request for the fake cluster: keeps (method, URL, JSON body) and answers as an API
+    server does a created Job (201, the Job back); other hosts go to the real urllib3."""
+    real_request = urllib3.PoolManager.request
+
+    def request(self, method, url, body=None, *args, **kwargs):
+        if not url.startswith(CLUSTER):
+            return real_request(self, method, url, body, *args, **kwargs)
+        sent = json.loads(body) if body else None
+        requests.append((method, url, sent))
+        created = JOBS_PATH.fullmatch(urlsplit(url).path) and method == "POST"
+        status, reply = (201, {**sent, "status": {}}) if created else (404, {"kind": "Status", "code": 404})
+        return urllib3.HTTPResponse(body=json.dumps(reply).encode(), status=status, headers={"Content-Type": "application/json"})
+
+    return request
 
 
 def submit(tracking_uri: str, config: Path = CONFIG, kube_tracking_uri: str | None = IN_CLUSTER) -> dict:
     """Run MLflow's `mlflow run` for the project; what it built and the Job it would create."""
-    created: list[tuple[str, dict]] = []
+    requests: list[tuple[str, str, dict | None]] = []
     built: dict = {}
 
     def build_docker_image(work_dir, repository_uri, base_image, run_id, build_image, docker_auth):
         built.update(work_dir=work_dir, repository_uri=repository_uri, base_image=base_image, build_image=build_image)
         return types.SimpleNamespace(tags=[project_docker._get_docker_image_uri(repository_uri, work_dir)])
 
-    stand_in = kubernetes_stand_in(created)
-    with pytest.MonkeyPatch.context() as patch:
-        if "kubernetes" not in sys.modules:  # MLflow does not install the client; the README says to
-            try:
-                import kubernetes  # noqa: F401
-            except ImportError:
-                for name, module in stand_in.items():
-                    patch.setitem(sys.modules, name, module)
-        from mlflow.projects import kubernetes as backend
-
-        patch.setattr(backend, "kubernetes", stand_in["kubernetes"])
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as home:
+        # Where MLflow's load_kube_config() looks when no kube-context is configured (~/.kube/config);
+        # it also sets the client's process-wide default configuration, restored afterwards.
+        patch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig(Path(home) / "config")))
+        patch.setattr(kubernetes.client.Configuration, "_default", None)
+        patch.setattr(urllib3.PoolManager, "request", fake_api_server(requests))
         patch.setattr(backend, "push_image_to_registry", lambda tag: DIGEST)
         patch.setattr(project_docker, "build_docker_image", build_docker_image)
         patch.setattr(project_docker, "validate_docker_installation", lambda: None)
@@ -94,7 +112,9 @@ def submit(tracking_uri: str, config: Path = CONFIG, kube_tracking_uri: str | No
             synchronous=False,
         )
         experiment_id = mlflow.tracking.MlflowClient().get_run(run.run_id).info.experiment_id
-    [(namespace, job)] = created
+    [(method, url, job)] = requests  # one call to the cluster: the Job's creation
+    assert method == "POST" and url.startswith(CLUSTER), url
+    namespace = JOBS_PATH.fullmatch(urlsplit(url).path)["namespace"]
     return {"run_id": run.run_id, "experiment_id": experiment_id, "built": built, "namespace": namespace, "job": job}
 
 
