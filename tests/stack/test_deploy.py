@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlflow_lab.deploy import kserve
+from mlflow_lab.deploy import k8s
 from mlflow_lab.jobs import promote, sample_input, train_psystock, train_wine
 from mlflow_lab.storage import s3_client
 from mlflow_lab.testing.stacks import lab_cli
@@ -132,9 +132,11 @@ print(stub.ModelReady(pb.ModelReadyRequest(name=sys.argv[1]), timeout=10).ready)
 """
 
 
-def runtime_container(model_dir: Path, service: str) -> Container:
-    """The ClusterServingRuntime's container, started as KServe starts it for InferenceService `service`."""
-    [spec] = kserve.runtime()["spec"]["containers"]
+def runtime_container(lab, model_dir: Path, service: str) -> Container:
+    """The ClusterServingRuntime's container as `lab k8s render kserve` prints it (the image tagged
+    by deploy/k8s/components/images), started as KServe starts it for InferenceService `service`."""
+    [runtime] = [obj for obj in k8s.render(lab.settings, "kserve") if obj["kind"] == "ClusterServingRuntime"]
+    [spec] = runtime["spec"]["containers"]
     security = spec["securityContext"]
     return Container(
         spec["image"],
@@ -176,7 +178,7 @@ def test_kserve_runtime_serves_the_downloaded_model_as_kserve_starts_it(lab, dow
     isvc = service["metadata"]["name"]
     frame = sample_input.build(MODELS[name], rows=15, seed=9)
     expected = in_process(str(model_dir), frame)
-    with runtime_container(model_dir, isvc) as container:
+    with runtime_container(lab, model_dir, isvc) as container:
         container.wait_until("/v2/health/ready")
         assert container.request("GET", "/v2/health/live").status == 200
         assert container.user_id() == "10001"
@@ -199,7 +201,7 @@ def test_kserve_runtime_never_serves_a_model_it_cannot_load(lab, downloaded, tmp
         if path.suffix in (".skops", ".pkl"):
             path.write_bytes(b"not a model")
     broken.chmod(0o755)
-    with runtime_container(broken, "wine") as container:
+    with runtime_container(lab, broken, "wine") as container:
         deadline = time.monotonic() + 120
         while "cannot serve wine from /mnt/models" not in container.logs():
             assert time.monotonic() < deadline, container.logs()
