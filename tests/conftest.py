@@ -3,7 +3,8 @@
 Stack tests come in two kinds:
 - **behaviour** tests (unmarked): what the lab does for its users. Both runners run the same
   programs (the same images' code, nginx template and jobs), so these run once, on the
-  behaviour runner: Compose when a Docker engine answers, else native.
+  behaviour runner: Compose when a Docker engine answers, else native (BALANCED_TO_NATIVE's
+  modules natively whenever the native runner runs).
 - **contract** tests (`@pytest.mark.contract`, or `contract("native")` for one runner): what
   differs between the runners (start, supervision, storage, jobs, teardown); they run on every
   runner of LAB_TEST_RUNNERS (default "native compose"; Compose is skipped, saying why, where
@@ -42,6 +43,10 @@ RUNNERS = ["external"] if EXTERNAL else os.environ.get("LAB_TEST_RUNNERS", "nati
 BEHAVIOUR_RUNNER = (
     "compose" if "compose" in RUNNERS and docker_engine_answers() else "native" if "native" in RUNNERS else RUNNERS[0]
 )
+# Behaviour modules run on the native lab when both runners run, to balance CI's two workers
+# (each runs one runner's tests): with every behaviour test on Compose, its worker took 26.5 min
+# against the native one's 8 (docs/testing.md, "Balance"; a module listed here runs on Compose where no native lab runs).
+BALANCED_TO_NATIVE = frozenset({"test_faults", "test_lifecycle", "test_batch_scoring"})
 
 FAILED_STARTS = pytest.StashKey[dict[str, str]]()
 
@@ -154,11 +159,18 @@ def _runner_of(item) -> str | None:
     return item.callspec.params.get("lab") if hasattr(item, "callspec") else None
 
 
+def behaviour_runner(item) -> str:
+    """Where a behaviour test runs: the behaviour runner, or natively for a balanced module."""
+    if "native" in RUNNERS and item.module.__name__.rpartition(".")[2] in BALANCED_TO_NATIVE:
+        return "native"
+    return BEHAVIOUR_RUNNER
+
+
 def _runs_on(item, runner: str) -> bool:
     """Behaviour tests run on the behaviour runner only; contract tests on their runners."""
     contract = item.get_closest_marker("contract")
     if contract is None:
-        return runner == BEHAVIOUR_RUNNER
+        return runner == behaviour_runner(item)
     return not contract.args or runner in contract.args
 
 
