@@ -4,7 +4,7 @@ VENV := .venv
 LAB  := $(VENV)/bin/lab
 PY   := $(VENV)/bin/python
 
-.PHONY: help venv up down status logs env train promote score users backup restore model-image k8s test test-fast bench lock clean
+.PHONY: help venv up down status logs env train promote score users backup restore gc model-image k8s test test-fast bench lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,6 +55,9 @@ backup: venv ## Archive the running lab (database, artifacts, manifest) into bac
 
 restore: venv ## Restore FILE=backups/....tar onto the running lab (refuses a lab with runs unless FORCE=1)
 	@$(LAB) restore $(FILE)
+
+gc: venv ## Remove for good what was deleted (runs, experiments, logged models) at least OLDER_THAN ago (default LAB_GC_OLDER_THAN), artifacts included
+	@$(LAB) gc $(if $(OLDER_THAN),--older-than $(OLDER_THAN))
 
 model-image: venv ## Build an image serving models:/MODEL/Production (V2, /invocations, SageMaker's `serve`); no tracking server needed at run time
 	@$(LAB) model-image models:/$(MODEL)/Production

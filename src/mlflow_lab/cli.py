@@ -198,6 +198,20 @@ def restore(
     operations.restore(lab_runner(ctx), Settings.load(), file, force)
 
 
+@app.command()
+def gc(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str | None,
+        typer.Option(help="Remove what was deleted at least this long ago: 30d, 12h, 1d2h30m, 0s (default LAB_GC_OLDER_THAN)."),
+    ] = None,
+) -> None:
+    """Remove deleted runs, experiments and logged models for good, artifacts too (`mlflow gc`); bucket size before/after."""
+    from mlflow_lab.gc import command
+
+    typer.echo(command.run(older_than or Settings.load()["LAB_GC_OLDER_THAN"], lambda: lab_runner(ctx)))
+
+
 users = typer.Typer(
     help="Accounts in MLflow's auth app (the lab's one identity store), managed as the admin from .env.",
     no_args_is_help=True,

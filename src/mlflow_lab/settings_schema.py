@@ -54,6 +54,25 @@ def _http_url(value: str) -> str:
     return value
 
 
+# A duration as `mlflow gc --older-than` reads it: #d#h#m#s, units in that order, at least one.
+DURATION_TEXT = "a duration such as 30d, 12h, 1d2h30m or 0s"
+UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION = re.compile("".join(rf"(?:(?P<{unit}>\d+(?:\.\d+)?){unit})?" for unit in UNIT_SECONDS))
+
+
+def duration_seconds(text: str) -> float:
+    """The seconds of a duration such as 1d2h30m; ValueError for anything else."""
+    found = _DURATION.fullmatch(text)
+    if not text or found is None:
+        raise ValueError(DURATION_TEXT)
+    return sum(float(value) * UNIT_SECONDS[unit] for unit, value in found.groupdict().items() if value)
+
+
+def _duration(value: str) -> str:
+    duration_seconds(value)
+    return value
+
+
 def _words(value: str) -> str:
     if not value.split():
         raise ValueError("at least one name")
@@ -69,6 +88,7 @@ Size = Annotated[str, AfterValidator(_nginx_size), Kind("an nginx size (512k, 5m
 Address = Annotated[str, AfterValidator(_address), Kind("an IP address")]
 Url = Annotated[str, AfterValidator(_http_url), Kind("an http(s) URL, or empty")]
 Words = Annotated[str, AfterValidator(_words), Kind("names, space separated")]
+Duration = Annotated[str, AfterValidator(_duration), Kind(DURATION_TEXT)]
 Flag = Annotated[Literal["true", "false"], Kind("true or false")]
 Text = Annotated[str, Kind("text")]
 Secret = Annotated[str, Kind("a secret")]
@@ -90,6 +110,7 @@ GROUPS = {
     "s3": "s3 (artifact store; reachable only by the tracking server)",
     "mlflow": "mlflow (tracking server; reachable only through nginx)",
     "model-api": "model-api (MLServer serving models:/<name>/Production; reached through nginx)",
+    "gc": "gc (garbage collection: `make gc`, the `gc` service of profile `ops`, the Kubernetes CronJob)",
     "compose": "compose",
     "images": "images: every third-party image the lab builds FROM or runs",
     "build": "image builds (Compose)",
@@ -186,16 +207,21 @@ class LabSettings(BaseModel):
         "mlflow",
         "PostgreSQL account of the tracking server.",
         group="postgres",
-        services=("lab", "init", "mlflow", "wait-for-schema"),
+        services=("lab", "init", "mlflow", "wait-for-schema", "gc"),
     )
     POSTGRES_PASSWORD: Secret = setting(
-        "", "Its password.", group="postgres", secret=True, generated=True, services=("lab", "init", "mlflow", "wait-for-schema")
+        "",
+        "Its password.",
+        group="postgres",
+        secret=True,
+        generated=True,
+        services=("lab", "init", "mlflow", "wait-for-schema", "gc"),
     )
     POSTGRES_DB: Text = setting(
         "mlflow",
         "Runs, experiments, the registry, traces.",
         group="postgres",
-        services=("lab", "init", "mlflow", "wait-for-schema"),
+        services=("lab", "init", "mlflow", "wait-for-schema", "gc"),
     )
     POSTGRES_AUTH_DB: Text = setting(
         "mlflow_auth",
@@ -217,7 +243,7 @@ class LabSettings(BaseModel):
         "mlflow",
         "Bucket that holds every artifact (created by the init step if missing).",
         group="s3",
-        services=("lab", "init", "mlflow"),
+        services=("lab", "init", "mlflow", "gc"),
     )
     S3_ENDPOINT_URL: Url = setting(
         "",
@@ -229,12 +255,12 @@ class LabSettings(BaseModel):
         optional=True,
     )
     S3_ACCESS_KEY_ID: Text = setting(
-        "mlflow-lab", "The S3 account of the tracking server.", secret=True, group="s3", services=("init", "mlflow")
+        "mlflow-lab", "The S3 account of the tracking server.", secret=True, group="s3", services=("init", "mlflow", "gc")
     )
     S3_SECRET_ACCESS_KEY: Secret = setting(
-        "", "Its secret key.", group="s3", secret=True, generated=True, services=("init", "mlflow")
+        "", "Its secret key.", group="s3", secret=True, generated=True, services=("init", "mlflow", "gc")
     )
-    S3_REGION: Text = setting("us-east-1", "Region name sent to the S3 server.", group="s3", services=("init", "mlflow"))
+    S3_REGION: Text = setting("us-east-1", "Region name sent to the S3 server.", group="s3", services=("init", "mlflow", "gc"))
     S3_PORT: Port = setting(9000, "Port of the bundled S3 server inside the stack (native runner: on loopback).", group="s3")
 
     # --- mlflow --------------------------------------------------------------------------------
@@ -347,13 +373,31 @@ class LabSettings(BaseModel):
         services=("nginx",),
     )
 
+    # --- gc ------------------------------------------------------------------------------------------
+    LAB_GC_OLDER_THAN: Duration = setting(
+        "30d",
+        "What garbage collection removes for good: runs, experiments and logged models deleted at least this "
+        "long ago, with their artifacts in the bucket (`make gc OLDER_THAN=...` for one run; 0s: everything "
+        "deleted). Files a registered model version downloads from are kept.",
+        group="gc",
+        services=("gc",),
+    )
+    LAB_GC_INTERVAL: Duration = setting(
+        "1d",
+        "How often the `gc` service collects (profile `ops` in COMPOSE_PROFILES, either runner); the first "
+        "time when it starts. On Kubernetes the gc CronJob's schedule says (daily).",
+        group="gc",
+        services=("gc",),
+    )
+
     # --- compose ----------------------------------------------------------------------------------
     COMPOSE_PROJECT_NAME: Text = setting("mlflow-lab", "Compose's project name (containers, volumes, network).", group="compose")
     COMPOSE_PROFILES: Text = setting(
         "seaweedfs",
         "Optional parts: `seaweedfs` (the bundled S3 server), `minio` (MinIO built from source instead; set "
-        "S3_ENDPOINT_URL=http://minio:9000 with it), `jobs` (train/promote/score). The native runner runs "
-        "the S3 server named here too; neither: S3_ENDPOINT_URL's.",
+        "S3_ENDPOINT_URL=http://minio:9000 with it), `jobs` (train/promote/score), `ops` (garbage collection "
+        "on a schedule, LAB_GC_INTERVAL). The native runner runs the S3 server named here too; neither: "
+        "S3_ENDPOINT_URL's.",
         group="compose",
         optional=True,
     )
@@ -392,7 +436,7 @@ class LabSettings(BaseModel):
         store=True,
         group="wiring",
         wiring=True,
-        services=("init", "mlflow", "wait-for-schema"),
+        services=("init", "mlflow", "wait-for-schema", "gc"),
     )
     MLFLOW_BIND_HOST: Text = setting("0.0.0.0", "Address the tracking server listens on.", group="wiring", wiring=True)
     MODEL_API_BIND_HOST: Text = setting("0.0.0.0", "Address the model API listens on.", group="wiring", wiring=True)
