@@ -187,7 +187,10 @@ def test_an_images_component_listed_too_early_leaves_an_image_untagged(tmp_path:
     spec = yaml.safe_load(overlay.read_text())
     spec["components"].insert(0, spec["components"].pop())
     overlay.write_text(yaml.safe_dump(spec))
-    assert unpinned_or_not_composes(k8s.render(lab_settings(), "all-in-one", source=copy)) == [("batch-score", "mlflow-lab/jobs")]
+    assert unpinned_or_not_composes(k8s.render(lab_settings(), "all-in-one", source=copy)) == [
+        ("batch-score", "mlflow-lab/jobs"),
+        ("gc", "mlflow-lab/tracking-server"),
+    ]
 
 
 def assert_hardened(spec: dict, container: dict, where) -> None:
