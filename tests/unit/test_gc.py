@@ -12,10 +12,11 @@ import sys
 import pytest
 
 from mlflow_lab.errors import LabError
-from mlflow_lab.gc import command, seconds_of
+from mlflow_lab.gc import command, health
 from mlflow_lab.gc.artifact_endpoint import serving
 from mlflow_lab.gc.bucket import Bucket, within
 from mlflow_lab.gc.collection import own_folder
+from mlflow_lab.gc.durations import seconds_of
 from mlflow_lab.settings import ENV_EXAMPLE, PASSWORD_VARS, Settings, parse_env_file
 
 
@@ -73,6 +74,61 @@ def test_the_whole_bucket_is_never_deleted():
 def test_an_experiments_folder_is_swept_only_when_it_is_its_own():
     assert own_folder("workspaces/default/12", "12") and own_folder("12", "12")
     assert not own_folder("workspaces/default/112", "12") and not own_folder("shared", "12")
+
+
+def test_the_health_check_reads_the_last_collection_of_its_own_lab(tmp_path, monkeypatch):
+    monkeypatch.setattr(health.tempfile, "gettempdir", lambda: str(tmp_path))
+    one, other = {"S3_ENDPOINT_URL": "http://127.0.0.1:20000"}, {"S3_ENDPOINT_URL": "http://127.0.0.1:21000"}
+    assert not health.healthy(one)  # no collection has finished yet
+    health.record(one, True, "gc: removed ...")
+    assert health.healthy(one) and not health.healthy(other)
+    health.record(one, False, "cannot read the tracking database")
+    assert not health.healthy(one)
+    assert [path.name for path in tmp_path.iterdir()] == [health.status_file(one).name]
+
+
+class Stop(Exception):
+    """Ends the scheduled collector's loop in a test."""
+
+
+def test_the_schedule_collects_at_once_then_every_interval_and_outlives_a_failed_collection(tmp_path, monkeypatch, capsys):
+    from mlflow_lab.gc import __main__ as program
+    from mlflow_lab.gc import collection
+
+    monkeypatch.setattr(health.tempfile, "gettempdir", lambda: str(tmp_path))
+    outcomes = iter([LabError("cannot read the tracking database at postgres:5432"), "gc: removed 1 run(s) ..."])
+
+    def collect(settings, older_than):
+        assert older_than == "7d"
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    slept: list[float] = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        if len(slept) == 2:
+            raise Stop
+
+    monkeypatch.setattr(collection, "collect", collect)
+    monkeypatch.setattr(program.time, "sleep", sleep)
+    monkeypatch.setattr(program.signal, "signal", lambda *args: None)
+    with pytest.raises(Stop):
+        program.on_schedule(Settings({"LAB_GC_INTERVAL": "12h", "LAB_GC_OLDER_THAN": "7d"}))
+    said = capsys.readouterr()
+    assert slept == [43200, 43200]
+    assert "gc: failed: cannot read the tracking database at postgres:5432" in said.err
+    assert "gc: removed 1 run(s)" in said.out and said.out.count("gc: next collection at") == 2
+    assert health.healthy(os.environ)  # the last collection succeeded
+
+
+def test_a_schedule_of_no_time_is_refused():
+    from mlflow_lab.gc import __main__ as program
+
+    with pytest.raises(LabError, match="^LAB_GC_INTERVAL must be longer than 0s.$"):
+        program.on_schedule(Settings({"LAB_GC_INTERVAL": "0s"}))
 
 
 def mlflow_delete(uri: str, env: dict[str, str]) -> subprocess.CompletedProcess:

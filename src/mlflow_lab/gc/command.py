@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mlflow_lab.errors import LabError
-from mlflow_lab.gc import seconds_of
+from mlflow_lab.gc.durations import seconds_of
 from mlflow_lab.runners import Runner
 
 SERVICE = "mlflow"  # whose container or program environment the collection runs in
