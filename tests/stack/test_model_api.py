@@ -212,6 +212,12 @@ def _metrics(lab) -> str:
     return requests.get(f"http://{host}:{port}/metrics", timeout=10).text
 
 
+def _version_gauge(lab, metric: str, name: str) -> str | None:
+    """A version the model API reports on /metrics (what the monitoring alerts read)."""
+    found = re.search(rf'^mlflow_lab_model_{metric}_version{{model="{name}"}} (\S+)$', _metrics(lab), re.MULTILINE)
+    return str(int(float(found.group(1)))) if found else None
+
+
 def _batched_requests(lab, name: str) -> float:
     """How many V2 requests went through the model's adaptive batcher (MLServer's own counter)."""
     found = re.search(rf'^batch_request_queue_count{{model_name="{name}"[^}}]*}} (\S+)$', _metrics(lab), re.MULTILINE)
@@ -284,6 +290,8 @@ def test_a_version_that_cannot_load_leaves_the_old_one_serving(lab, served):
     response = lab.session().post(f"{lab.url}/models/{WINE}/invocations", json=_split(sample_input.build(WINE, 2, 0)))
     assert response.status_code == 200 and response.headers["X-Model-Version"] == current
     assert f"version {broken.version} failed to load, still serving {current}" in lab.log_tail("model-api", 400)
+    # What the ModelApiServingStaleVersion alert reads: the registry names one, the API serves another.
+    assert (_version_gauge(lab, "served", WINE), _version_gauge(lab, "registry", WINE)) == (current, broken.version)
     promote.promote(client, WINE, current, force=True)  # leave Production servable for whoever runs next
 
 

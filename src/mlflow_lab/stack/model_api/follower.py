@@ -18,6 +18,7 @@ from pathlib import Path
 
 import requests
 from mlflow import MlflowClient
+from prometheus_client import Gauge
 
 from mlflow_lab import registry
 from mlflow_lab.errors import LabError
@@ -63,6 +64,30 @@ class ModelFiles:
         partial.replace(path)  # MLServer never reads a half-written file
 
 
+class VersionGauges:
+    """Per model, on the model API's /metrics: the version it serves and the one the registry
+    names (0 for none), read by the alerts ModelApiServingNoModel and ModelApiServingStaleVersion
+    (services/prometheus/alerts.yml). Made once MLServer has set up its metrics: with worker
+    processes prometheus_client then keeps values in files, and the newest value is the one."""
+
+    def __init__(self, models: tuple[str, ...] | list[str]):
+        self.served = Gauge(
+            "mlflow_lab_model_served_version",
+            "Registry version the model API serves (0: none)",
+            ["model"],
+            multiprocess_mode="mostrecent",
+        )
+        self.registry = Gauge(
+            "mlflow_lab_model_registry_version",
+            "Version the registry names at the last poll (0: none)",
+            ["model"],
+            multiprocess_mode="mostrecent",
+        )
+        for name in models:
+            self.served.labels(name).set(0)
+            self.registry.labels(name).set(0)
+
+
 class Follower:
     def __init__(self, config: ApiConfig, client: MlflowClient | None = None):
         self.config, self.files = config, ModelFiles(config)
@@ -71,9 +96,11 @@ class Follower:
         self.failed: dict[str, str] = {}
         self._last_problem: dict[str, str] = {}
         self.base = f"http://127.0.0.1:{config.http_port}"
+        self.gauges: VersionGauges | None = None
 
     async def run(self) -> None:
         await self._wait_until_live()
+        self.gauges = VersionGauges(self.config.models)
         while True:
             for name in self.config.models:
                 await self.sync(name)
@@ -84,12 +111,14 @@ class Follower:
         try:
             ref = await asyncio.to_thread(registry.resolve_registered, uri, self.client)
         except LabError as exc:
+            self._gauge("registry", name, 0)  # the registry names no version
             self._report(name, f"not serving a new version of {name}: {exc}")
             return
         except Exception as exc:  # noqa: BLE001 - the tracking server may be restarting; try again later
             self._report(name, f"cannot reach the registry for {uri}: {exc}")
             return
         self._last_problem.pop(name, None)
+        self._gauge("registry", name, ref.version)
         if ref.version in (self.serving.get(name), self.failed.get(name)):
             return
         previous = self.files.read(name)
@@ -99,12 +128,17 @@ class Follower:
             log.info("%s: now serving version %s (%s; was %s)", name, ref.version, uri, self.serving.get(name, "none"))
             self.serving[name] = ref.version
             self.failed.pop(name, None)
+            self._gauge("served", name, ref.version)
         else:
             self.files.restore(name, previous)
             self.failed[name] = ref.version
             log.error(
                 "%s: version %s failed to load, still serving %s: %s", name, ref.version, self.serving.get(name, "nothing"), error
             )
+
+    def _gauge(self, which: str, name: str, version: str | int) -> None:
+        if self.gauges is not None:  # made in run(); a bare sync() (tests) has none
+            getattr(self.gauges, which).labels(name).set(int(version))
 
     def _load(self, name: str) -> str | None:
         try:
