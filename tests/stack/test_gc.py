@@ -230,6 +230,27 @@ def test_the_bucket_takes_less_space_and_the_report_says_so(lab, collected):
     assert now < disk_before - removed // 2
 
 
+# compose.yaml's `gc` service (profile ops), in the tracking server's environment: started, left
+# until its health check passes (its first collection succeeded), then stopped as Compose stops it.
+SCHEDULED = """
+export TMPDIR="$(mktemp -d)"
+python -m mlflow_lab.gc --schedule & collector=$!
+tries=0
+until python -m mlflow_lab.gc --healthy || [ $tries -ge 120 ]; do sleep 0.5; tries=$((tries + 1)); done
+python -m mlflow_lab.gc --healthy; healthy=$?
+kill -TERM $collector; wait $collector; stopped=$?
+rm -rf "$TMPDIR"
+echo "healthy=$healthy stopped=$stopped"
+"""
+
+
+def test_the_scheduled_collector_reports_becomes_healthy_and_stops_on_sigterm(lab, collected):
+    result = lab.require_internals().exec("mlflow", ["sh", "-c", SCHEDULED])
+    assert result.stdout.strip().endswith("healthy=0 stopped=0"), result.stdout + result.stderr
+    assert "gc: mlflow gc --older-than 30d, every workspace" in result.stdout  # LAB_GC_OLDER_THAN's default
+    assert "gc: bucket " in result.stdout and "gc: next collection at " in result.stdout
+
+
 def test_a_duration_it_cannot_read_is_refused_in_one_sentence(lab):
     result = cli(lab, "gc", "--older-than", "banana", check=False)
     assert result.returncode == 1 and result.stdout == ""
