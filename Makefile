@@ -7,7 +7,7 @@ PY   := $(VENV)/bin/python
 .PHONY: help venv up down status logs env train promote score users backup restore gc model-image k8s test test-fast bench lock clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 venv: ## Create or update .venv from the lock file
 	@sh scripts/bootstrap.sh
