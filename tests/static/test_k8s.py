@@ -1,7 +1,9 @@
 """The lab's Kubernetes manifests (deploy/k8s): every target renders with kustomize, every
 object validates offline, and the invariants hold: images pinned and equal to Compose's,
 non-root, read-only, bounded, probed, no secret outside a Secret, only nginx reachable from
-outside the namespace, and each container reads what its Compose service reads."""
+outside the namespace, and each container reads what its Compose service reads. Monitoring:
+Prometheus holds services/prometheus's files, each scrape target is a Service of the render
+that Prometheus may reach and nothing outside the namespace can."""
 
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ from tests.static.api_types import problems
 
 EXTERNAL = {"POSTGRES_HOST": "db.example.internal", "POSTGRES_PORT": "5432", "S3_ENDPOINT_URL": "https://s3.example.internal"}
 POD_KINDS = {"Deployment", "StatefulSet", "Job", "CronJob"}
-# Kubernetes workload -> the Compose service it runs (same image, command and variables).
+# Container (of a workload's pod) -> the Compose service it runs (same image, command and
+# variables). The exporters run as sidecars where a pod of their own cannot (node-exporter: the
+# PostgreSQL volume mounts in one pod) or need not (nginx-exporter reads its nginx's loopback).
 COMPOSE_SERVICE = {
     "init": "init",
     "mlflow": "mlflow",
@@ -31,6 +35,10 @@ COMPOSE_SERVICE = {
     "nginx": "nginx",
     "postgres": "postgres",
     "s3": "s3",
+    "prometheus": "prometheus",
+    "postgres-exporter": "postgres-exporter",
+    "nginx-exporter": "nginx-exporter",
+    "node-exporter": "node-exporter",
 }
 
 
@@ -187,10 +195,46 @@ def test_an_images_component_listed_too_early_leaves_an_image_untagged(tmp_path:
     spec = yaml.safe_load(overlay.read_text())
     spec["components"].insert(0, spec["components"].pop())
     overlay.write_text(yaml.safe_dump(spec))
-    assert unpinned_or_not_composes(k8s.render(lab_settings(), "all-in-one", source=copy)) == [
+    assert sorted(unpinned_or_not_composes(k8s.render(lab_settings(), "all-in-one", source=copy))) == [
         ("batch-score", "mlflow-lab/jobs"),
         ("gc", "mlflow-lab/tracking-server"),
+        ("nginx", "nginx/nginx-prometheus-exporter"),
+        ("postgres-exporter", "quay.io/prometheuscommunity/postgres-exporter"),
+        ("prometheus", "prom/prometheus"),
     ]
+
+
+def test_third_party_images_are_the_image_settings_tagged_by_the_images_component(rendered):
+    """PostgreSQL, SeaweedFS, Prometheus and the exporters: the manifests name each untagged,
+    by its setting's default name, and the render gives it the setting's name and tag."""
+    defaults = {k8s.image_name(str(k8s.LabSettings.model_fields[key].default)) for key in k8s.IMAGE_SETTINGS}
+    manifests = [path for path in k8s.K8S_DIR.rglob("*.yaml") if path.name != "kustomization.yaml"]
+    named = {image for path in manifests for doc in yaml.safe_load_all(path.read_text()) for image in image_fields(doc)}
+    third_party = {image for image in named if not image.startswith("mlflow-lab/")}
+    assert third_party <= defaults, third_party - defaults
+    assert {"postgres", "chrislusf/seaweedfs", "prom/prometheus", "prom/node-exporter"} <= third_party
+    settings, objects = rendered["all-in-one"]
+    images = {container["image"] for _, _, container in containers(objects)}
+    for key in (
+        "POSTGRES_IMAGE",
+        "SEAWEEDFS_IMAGE",
+        "PROMETHEUS_IMAGE",
+        "POSTGRES_EXPORTER_IMAGE",
+        "NGINX_EXPORTER_IMAGE",
+        "NODE_EXPORTER_IMAGE",
+    ):
+        assert settings[key] in images, key
+
+
+def test_an_image_setting_of_env_reaches_the_cluster():
+    """A mirror registry set in .env (settings_schema's images group) is the cluster's too."""
+    mirror = "mirror.example.com:5000/prom/prometheus:v3.7.3-mirrored"
+    objects = k8s.render(lab_settings(PROMETHEUS_IMAGE=mirror, POSTGRES_IMAGE="postgres:15.99"), "all-in-one")
+    images = {obj["metadata"]["name"]: {c["image"] for _, _, c in containers([obj])} for obj in objects if pod_spec(obj)}
+    assert images["prometheus"] == {mirror}
+    assert "postgres:15.99" in images["postgres"]
+    with pytest.raises(LabError, match=r"^PROMETHEUS_IMAGE must name an image with its tag \(name:tag\), not 'prom/prometheus'"):
+        k8s.render(lab_settings(PROMETHEUS_IMAGE="prom/prometheus"), "all-in-one")
 
 
 def assert_hardened(spec: dict, container: dict, where) -> None:
@@ -224,7 +268,8 @@ def test_no_secret_outside_a_secret_and_none_in_the_checkout(rendered):
             else:
                 assert not any(value in text for value in values), (target, obj["kind"], obj["metadata"]["name"])
     written = [p for p in k8s.K8S_DIR.rglob("*.env")]
-    assert written == [], f"settings files left in the checkout: {written}"
+    generated = [path for path in k8s.generated_files(lab_settings(), "all-in-one") if (k8s.K8S_DIR / path).exists()]
+    assert written == [] and generated == [], f"generated files left in the checkout: {written + generated}"
 
 
 def test_only_nginx_is_reachable_from_outside_the_namespace(rendered):
@@ -254,8 +299,8 @@ def test_each_container_reads_what_its_compose_service_reads(rendered):
     compose = declaration.load(lab_settings().as_env())
     _, objects = rendered["all-in-one"]
     checked = set()
-    for obj, spec, container in containers(objects):
-        service = COMPOSE_SERVICE.get(obj["metadata"]["name"])
+    for _, spec, container in containers(objects):
+        service = COMPOSE_SERVICE.get(container["name"])
         if service is None or container not in spec["containers"]:
             continue
         declared = compose[service]
@@ -273,7 +318,10 @@ def test_fixed_ports_are_the_defaults_of_env_example(rendered):
     _, objects = rendered["all-in-one"]
     for obj, _, container in containers(objects):
         for item in container.get("env", []):
-            if re.fullmatch(r"(MLFLOW|MODEL_API|MODEL_API_GRPC|MODEL_API_METRICS)_PORT", item["name"]) and "value" in item:
+            if (
+                re.fullmatch(r"(MLFLOW|MLFLOW_METRICS|MODEL_API|MODEL_API_GRPC|MODEL_API_METRICS)_PORT", item["name"])
+                and "value" in item
+            ):
                 assert item["value"] == defaults[item["name"]], (obj["metadata"]["name"], item)
 
 
@@ -327,14 +375,14 @@ def test_the_lab_programs_read_their_own_credentials(rendered):
 def test_nginx_holds_no_password_and_caches_credentials_in_memory(rendered):
     for target in ("all-in-one", "external"):
         settings, objects = rendered[target]
-        nginx = env_sources(objects, "nginx")
+        nginx = env_sources(objects, "nginx", "nginx")
         assert not {"LAB_USER", "LAB_PASSWORD"} & set(nginx), target
         refs = {source[2] for source in nginx.values() if source[0] != "value"}
         assert not refs & set(k8s.SECRET_KEYS), (target, refs)
         assert nginx["LAB_AUTH_CACHE_SECONDS"] == ("configMapKeyRef", "lab-config", "LAB_AUTH_CACHE_SECONDS", "5")
         deployment = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "nginx")
         spec = deployment["spec"]["template"]["spec"]
-        (container,) = spec["containers"]
+        (container,) = [c for c in spec["containers"] if c["name"] == "nginx"]
         runtime_dir = nginx["NGINX_RUNTIME_DIR"][1]
         (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == runtime_dir]
         (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
@@ -406,3 +454,224 @@ def test_only_the_lab_settings_reach_a_manifest():
     config = k8s.settings_files(settings)["components/settings/lab-config.env"]
     assert {line.split("=", 1)[0] for line in config.splitlines()} <= set(k8s.CONFIG_KEYS)
     assert "MLFLOW_PORT=5001" in config
+
+
+# --- monitoring (components/monitoring) -----------------------------------------------------
+
+MONITORED = ("all-in-one", "external")
+
+
+def find(objects: list[dict], kind: str, name: str) -> dict:
+    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def expanded(text: str, env: dict[str, tuple]) -> str:
+    """`text` with Kubernetes' $(VAR) references replaced by the variables' rendered values."""
+    return re.sub(r"\$\((\w+)\)", lambda m: str(expanded(env[m.group(1)][-1], env)), text)
+
+
+def prometheus_config_map(objects: list[dict]) -> dict:
+    spec = find(objects, "StatefulSet", "prometheus")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/etc/prometheus"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    return find(objects, "ConfigMap", volume["configMap"]["name"])
+
+
+def scrape_targets(objects: list[dict]) -> dict[str, str]:
+    """job -> host:port, from the prometheus.yml the render's Prometheus reads."""
+    config = yaml.safe_load(prometheus_config_map(objects)["data"]["prometheus.yml"])
+    return {job["job_name"]: target for job in config["scrape_configs"] for c in job["static_configs"] for target in c["targets"]}
+
+
+def backends(objects: list[dict], service: str, port: int) -> list[tuple[dict, int, str]]:
+    """What Service `service`'s `port` leads to: (pod labels, container port, its name) of every
+    workload the Service selects, the port looked up in the pod's containers."""
+    spec = find(objects, "Service", service)["spec"]
+    (entry,) = [p for p in spec["ports"] if p["port"] == port]
+    target = entry.get("targetPort", port)
+    found = []
+    for obj in objects:
+        pod = pod_spec(obj)
+        labels = obj["spec"]["template"]["metadata"]["labels"] if pod and obj["kind"] != "CronJob" else None
+        if labels is None or not all(labels.get(k) == v for k, v in spec["selector"].items()):
+            continue
+        for container in pod["containers"]:
+            for cport in container.get("ports", []):
+                if target in (cport["containerPort"], cport.get("name")):
+                    found.append((labels, cport["containerPort"], cport.get("name")))
+    return found
+
+
+def admitted(policies: list[dict], pod: dict, port: int, port_name: str | None, source: dict | None) -> bool:
+    """Whether NetworkPolicies let `source` (a pod's labels in the namespace; None: anything
+    outside it) reach `pod`'s port. Over-approximates what outside reaches (any namespace or
+    IP peer counts) and under-approximates the namespace's pods (only podSelector peers)."""
+
+    def selects(selector: dict, labels: dict) -> bool:
+        assert set(selector) <= {"matchLabels"}, selector  # the lab's policies use labels only
+        return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+    def peer_matches(peer: dict) -> bool:
+        if source is None:
+            return bool({"namespaceSelector", "ipBlock"} & set(peer))
+        return set(peer) == {"podSelector"} and selects(peer["podSelector"], source)
+
+    isolating = [
+        p for p in policies if "Ingress" in p["spec"].get("policyTypes", ["Ingress"]) and selects(p["spec"]["podSelector"], pod)
+    ]
+    if not isolating:
+        return True
+    for policy in isolating:
+        for rule in policy["spec"].get("ingress", []):
+            ports = rule.get("ports")
+            if ports and not any(p.get("port") in (None, port, port_name) for p in ports):
+                continue
+            if "from" not in rule or any(peer_matches(peer) for peer in rule["from"]):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("target", MONITORED)
+def test_both_overlays_run_monitoring(rendered, target):
+    """Prometheus with a volume claim, the exporters, each behind a ClusterIP Service of
+    Compose's name; all-in-one also exports SeaweedFS's metrics and the database volume's."""
+    _, objects = rendered[target]
+    prometheus = find(objects, "StatefulSet", "prometheus")
+    assert [c["metadata"]["name"] for c in prometheus["spec"]["volumeClaimTemplates"]] == ["data"]
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert {
+        ("Service", "prometheus"),
+        ("Deployment", "postgres-exporter"),
+        ("Service", "postgres-exporter"),
+        ("Service", "nginx-exporter"),
+    } <= names
+    nginx = find(objects, "Deployment", "nginx")["spec"]["template"]
+    assert sorted(c["name"] for c in nginx["spec"]["containers"]) == ["nginx", "nginx-exporter"]
+    assert nginx["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"] == "nginx"
+    in_cluster_stores = {("Service", "node-exporter"), ("Service", "s3")}
+    assert in_cluster_stores <= names if target == "all-in-one" else not in_cluster_stores & names
+    if target == "all-in-one":
+        postgres = find(objects, "StatefulSet", "postgres")["spec"]["template"]["spec"]
+        (exporter,) = [c for c in postgres["containers"] if c["name"] == "node-exporter"]
+        assert exporter["volumeMounts"] == [{"name": "data", "mountPath": "/volumes/postgres-data", "readOnly": True}]
+    assert not [o for o in objects if o["kind"] == "Ingress" and "prometheus" in yaml.safe_dump(o)]
+
+
+def test_monitoring_comes_before_the_images_component():
+    for target in MONITORED:
+        listed = yaml.safe_load((k8s.K8S_DIR / k8s.TARGETS[target] / "kustomization.yaml").read_text())["components"]
+        assert listed.index("../../components/monitoring") < listed.index(f"../../{IMAGES_COMPONENT}"), target
+
+
+@pytest.mark.parametrize("target", MONITORED)
+def test_prometheus_holds_the_files_of_services_prometheus(rendered, target):
+    """The same files as Compose mounts: alerts.yml as it is; prometheus.yml too, but for the
+    scrape jobs of stores the target does not run (external's are managed)."""
+    data = prometheus_config_map(rendered[target][1])["data"]
+    files = {name: (k8s.PROMETHEUS_DIR / name).read_text() for name in k8s.PROMETHEUS_FILES}
+    assert set(data) == set(files)
+    assert data["alerts.yml"] == files["alerts.yml"]
+    if target == "all-in-one":
+        assert data["prometheus.yml"] == files["prometheus.yml"]
+    else:
+        full, mine = yaml.safe_load(files["prometheus.yml"]), yaml.safe_load(data["prometheus.yml"])
+        dropped = [job for job in full["scrape_configs"] if job["job_name"] in k8s.NOT_SCRAPED[target]]
+        assert [job["job_name"] for job in dropped] == ["s3", "node-exporter"]
+        assert mine == {**full, "scrape_configs": [job for job in full["scrape_configs"] if job not in dropped]}
+    # ...and Prometheus reads them there, keeping PROMETHEUS_RETENTION, under nginx's /prometheus/.
+    settings, objects = rendered[target]
+    (container,) = find(objects, "StatefulSet", "prometheus")["spec"]["template"]["spec"]["containers"]
+    env = env_sources(objects, "prometheus")
+    assert [expanded(arg, env) for arg in container["args"]] == [
+        "--config.file=/etc/prometheus/prometheus.yml",
+        "--storage.tsdb.path=/prometheus",
+        f"--storage.tsdb.retention.time={settings['PROMETHEUS_RETENTION']}",
+        "--web.external-url=/prometheus/",
+    ]
+    assert settings["PROMETHEUS_RETENTION"] == "15d"
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/etc/prometheus", "/prometheus"}
+
+
+def test_every_scrape_target_that_a_target_does_not_run_is_named():
+    config = yaml.safe_load((k8s.PROMETHEUS_DIR / "prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    for target, dropped in k8s.NOT_SCRAPED.items():
+        assert target in k8s.TARGETS and set(dropped) <= jobs, (target, set(dropped) - jobs)
+
+
+@pytest.mark.parametrize("target", MONITORED)
+def test_each_scrape_target_is_a_service_prometheus_may_reach_and_nothing_outside_can(rendered, target):
+    """host:port of every scrape job is a Service of the render (Compose's names) leading to
+    a container port; the NetworkPolicies let Prometheus's pod reach it, and nothing outside
+    the namespace reaches it or Prometheus."""
+    _, objects = rendered[target]
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    prometheus = find(objects, "StatefulSet", "prometheus")["spec"]["template"]["metadata"]["labels"]
+    targets = scrape_targets(objects)
+    expected = {"mlflow", "model-api", "nginx-exporter", "postgres-exporter"} | (
+        {"s3", "node-exporter"} if target == "all-in-one" else set()
+    )
+    assert set(targets) == expected
+    for job, address in targets.items():
+        host, port = address.rsplit(":", 1)
+        found = backends(objects, host, int(port))
+        assert found, (job, address)
+        for labels, container_port, name in found:
+            assert admitted(policies, labels, container_port, name, prometheus), (job, address)
+            assert not admitted(policies, labels, container_port, name, None), (job, address)
+    (ui,) = backends(objects, "prometheus", 9090)
+    assert not admitted(policies, *ui, None)
+    assert admitted(policies, *ui, find(objects, "Deployment", "nginx")["spec"]["template"]["metadata"]["labels"])
+    # ...and the check can fail: a policy opening Prometheus to everyone is seen.
+    opened = {"kind": "NetworkPolicy", "spec": {"podSelector": {"matchLabels": prometheus}, "ingress": [{}]}}
+    assert admitted([*policies, opened], *ui, None)
+
+
+@pytest.mark.parametrize("target", MONITORED)
+def test_nginx_proxies_prometheus_and_its_exporter_reads_its_status(rendered, target):
+    """PROMETHEUS_UPSTREAM is the prometheus Service's port; the status server listens on the
+    pod's addresses at NGINX_STATUS_PORT, which the exporter beside it reads."""
+    settings, objects = rendered[target]
+    nginx = env_sources(objects, "nginx", "nginx")
+    service = find(objects, "Service", "prometheus")
+    (port,) = [p["port"] for p in service["spec"]["ports"]]
+    assert nginx["PROMETHEUS_UPSTREAM"] == ("value", f"prometheus.$(POD_NAMESPACE).svc.cluster.local:{port}")
+    status_port = settings["NGINX_STATUS_PORT"]
+    assert expanded(nginx["NGINX_STATUS_LISTEN"][1], nginx) == status_port == "8081"
+    exporter = env_sources(objects, "nginx", "nginx-exporter")
+    (container,) = [
+        c for c in find(objects, "Deployment", "nginx")["spec"]["template"]["spec"]["containers"] if c["name"] == "nginx-exporter"
+    ]
+    assert [expanded(arg, exporter) for arg in container["args"]] == [
+        f"--nginx.scrape-uri=http://127.0.0.1:{status_port}/nginx-status"
+    ]
+
+
+def test_the_exporters_run_as_composes(rendered):
+    """Prometheus's and the exporters' arguments and the postgres exporter's variables are
+    Compose's, resolved; the nginx exporter reads its own pod's loopback, not the host nginx."""
+    settings, objects = rendered["all-in-one"]
+    compose = declaration.load(settings.as_env())
+    for obj, _, container in containers(objects):
+        service = container["name"]
+        if service not in ("prometheus", "postgres-exporter", "nginx-exporter", "node-exporter"):
+            continue
+        env = env_sources(objects, obj["metadata"]["name"], service) if container.get("env") else {}
+        args = [expanded(arg, env) for arg in container.get("args", [])]
+        declared = compose[service].get("command", [])
+        if service == "nginx-exporter":
+            declared = [arg.replace("//nginx:", "//127.0.0.1:") for arg in declared]
+        assert args == declared, service
+        for key, value in (compose[service].get("environment") or {}).items():
+            assert str(expanded(str(env[key][-1]), env)) == str(value), (service, key)
+    postgres_exporter = env_sources(objects, "postgres-exporter")
+    assert postgres_exporter["DATA_SOURCE_PASS"] == (
+        "secretKeyRef",
+        "lab-secrets",
+        "POSTGRES_MONITOR_PASSWORD",
+        settings["POSTGRES_MONITOR_PASSWORD"],
+    )
+    init = env_sources(objects, "init")
+    assert init["POSTGRES_MONITOR_PASSWORD"] == postgres_exporter["DATA_SOURCE_PASS"]

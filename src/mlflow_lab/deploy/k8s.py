@@ -2,8 +2,11 @@
 with the settings of the lab's .env.
 
 The settings reach kustomize's generators as env files written into a private copy of
-deploy/k8s, which is deleted after rendering: secrets never land in the checkout. A rendered
-object that needs a setting .env leaves empty stops the render, naming the setting.
+deploy/k8s, which is deleted after rendering: secrets never land in the checkout. So do the
+third-party images' names and tags (the schema's image settings, as ImageTagTransformers of
+components/images) and Prometheus's configuration and rules (services/prometheus, for
+components/monitoring): each is stated once, where Compose reads it too. A rendered object
+that needs a setting .env leaves empty stops the render, naming the setting.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import yaml
 
 from mlflow_lab.errors import LabError
 from mlflow_lab.settings import REPO_ROOT, Settings
-from mlflow_lab.settings_schema import LabSettings, cluster_place
+from mlflow_lab.settings_schema import LabSettings, cluster_place, extra
 
 K8S_DIR = REPO_ROOT / "deploy" / "k8s"
 TARGETS = {"all-in-one": "overlays/all-in-one", "external": "overlays/external", "kserve": "kserve"}
@@ -34,6 +37,17 @@ CONFIG_KEYS = tuple(name for name, place in PLACES.items() if place == "config")
 # Secrets the operator creates with kubectl, not from .env: accounts of the lab's own programs,
 # whose passwords only `lab users add` knows (deploy/k8s/components/batch-scoring/cronjob.yaml).
 OPERATOR_SECRETS = ("batch-scoring-account",)
+# Compose's Prometheus configuration and rules, which components/monitoring's ConfigMap holds.
+PROMETHEUS_DIR = REPO_ROOT / "services" / "prometheus"
+PROMETHEUS_FILES = ("prometheus.yml", "alerts.yml")
+# Scrape jobs of prometheus.yml a target runs nothing for: external's PostgreSQL and S3 are
+# managed, so neither SeaweedFS's metrics nor the database volume's free space are the lab's
+# to read there (their provider's monitoring is). Without this they would be `up == 0` and
+# ServiceDown would fire for good.
+NOT_SCRAPED = {"external": ("s3", "node-exporter")}
+# The third-party images the manifests name untagged, tagged by components/images from the
+# schema's image settings (.env's, so a mirror registry set there applies to the cluster too).
+IMAGE_SETTINGS = tuple(name for name, field in LabSettings.model_fields.items() if extra(field)["group"] == "images")
 
 
 def _env_file(values: dict[str, str]) -> str:
@@ -63,6 +77,54 @@ def settings_files(settings: Settings) -> dict[str, str]:
     }
 
 
+def image_name(image: str) -> str:
+    """The repository of `name:tag` (a registry's port may precede the tag's colon)."""
+    return image.rsplit(":", 1)[0]
+
+
+def images_file(settings: Settings) -> str:
+    """components/images' transformers: each image setting's default name (as the manifests
+    write it, untagged) becomes the setting's value in .env, name and tag."""
+    transformers = []
+    for key in IMAGE_SETTINGS:
+        value = settings[key]
+        if ":" not in value.rsplit("/", 1)[-1]:
+            raise LabError(f"{key} must name an image with its tag (name:tag), not {value!r}.")
+        name, tag = value.rsplit(":", 1)
+        tagged = {"name": image_name(str(LabSettings.model_fields[key].default)), "newTag": tag}
+        if name != tagged["name"]:
+            tagged["newName"] = name
+        transformers.append(
+            {
+                "apiVersion": "builtin",
+                "kind": "ImageTagTransformer",
+                "metadata": {"name": key.lower().replace("_", "-")},
+                "imageTag": tagged,
+            }
+        )
+    return yaml.safe_dump_all(transformers, sort_keys=False)
+
+
+def prometheus_files(target: str) -> dict[str, str]:
+    """components/monitoring's files: services/prometheus's, as they are, but for the scrape
+    jobs the target does not run (NOT_SCRAPED), which are left out of its prometheus.yml."""
+    files = {name: (PROMETHEUS_DIR / name).read_text() for name in PROMETHEUS_FILES}
+    dropped = NOT_SCRAPED.get(target, ())
+    if dropped:
+        config = yaml.safe_load(files["prometheus.yml"])
+        config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] not in dropped]
+        files["prometheus.yml"] = (
+            f"# services/prometheus/prometheus.yml without the jobs {', '.join(dropped)}, which {target} does not run.\n"
+            + yaml.safe_dump(config, sort_keys=False)
+        )
+    return {f"components/monitoring/{name}": text for name, text in files.items()}
+
+
+def generated_files(settings: Settings, target: str) -> dict[str, str]:
+    """Every file the render writes into its private copy (path under deploy/k8s -> text)."""
+    return {**settings_files(settings), "components/images/third-party.yaml": images_file(settings), **prometheus_files(target)}
+
+
 def kustomize_command() -> list[str]:
     """kustomize v5 on its own, or the one inside kubectl (1.27 and later)."""
     if shutil.which("kustomize"):
@@ -79,7 +141,7 @@ def render(settings: Settings, target: str, source: Path = K8S_DIR) -> list[dict
     with tempfile.TemporaryDirectory(prefix="lab-k8s-") as private:
         copy = Path(private) / "k8s"
         shutil.copytree(source, copy)
-        for relative, text in settings_files(settings).items():
+        for relative, text in generated_files(settings, target).items():
             path = copy / relative
             path.write_text(text)
             os.chmod(path, 0o600)
