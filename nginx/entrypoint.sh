@@ -9,10 +9,12 @@ set -eu
 : "${MLFLOW_UPSTREAM:?MLFLOW_UPSTREAM is not set (host:port of the tracking server)}"
 : "${MODEL_API_UPSTREAM:?MODEL_API_UPSTREAM is not set (host:port of the model API)}"
 : "${MODEL_API_GRPC_UPSTREAM:?MODEL_API_GRPC_UPSTREAM is not set (host:port of the model API's gRPC server)}"
+: "${PROMETHEUS_UPSTREAM:?PROMETHEUS_UPSTREAM is not set (host:port of Prometheus, profile monitoring)}"
 # Settings have their defaults in .env.example only; both runners pass every one (compose.yaml).
 : "${NGINX_LISTEN:?NGINX_LISTEN is not set (address:port or port of the HTTP listener)}"
 : "${NGINX_GRPC_LISTEN:?NGINX_GRPC_LISTEN is not set (address:port or port of the gRPC listener)}"
 : "${NGINX_STATUS_PORT:?NGINX_STATUS_PORT is not set: add it to .env (see .env.example)}"
+: "${NGINX_STATUS_LISTEN:?NGINX_STATUS_LISTEN is not set (address:port or port of the status server)}"
 : "${LAB_MAX_BODY_SIZE:?LAB_MAX_BODY_SIZE is not set: add it to .env (see .env.example)}"
 : "${MODEL_API_MAX_BODY_SIZE:?MODEL_API_MAX_BODY_SIZE is not set: add it to .env (see .env.example)}"
 # Where nginx looks up the model API per request (Compose: Docker's DNS). Unused when the
@@ -27,7 +29,7 @@ set -eu
 # auth app cannot take over (it keeps scrypt hashes of passwords it was given).
 : "${NGINX_USERS_FILE:=/var/lib/mlflow-lab/users.htpasswd}"
 
-export NGINX_RESOLVER NGINX_LISTEN NGINX_GRPC_LISTEN NGINX_STATUS_PORT LAB_MAX_BODY_SIZE MODEL_API_MAX_BODY_SIZE NGINX_RUNTIME_DIR NGINX_ACCESS_LOG LAB_AUTH_CACHE_SECONDS
+export NGINX_RESOLVER NGINX_LISTEN NGINX_GRPC_LISTEN NGINX_STATUS_LISTEN LAB_MAX_BODY_SIZE MODEL_API_MAX_BODY_SIZE NGINX_RUNTIME_DIR NGINX_ACCESS_LOG LAB_AUTH_CACHE_SECONDS
 
 mkdir -p "$NGINX_RUNTIME_DIR"
 umask 077
@@ -40,9 +42,10 @@ if [ -s "$NGINX_USERS_FILE" ]; then
 fi
 
 render() {
-    envsubst '${NGINX_RESOLVER} ${NGINX_RUNTIME_DIR} ${NGINX_ACCESS_LOG} ${NGINX_LISTEN} ${NGINX_STATUS_PORT} ${MLFLOW_UPSTREAM} ${LAB_SERVER_NAMES} ${LAB_MAX_BODY_SIZE} ${MODEL_API_UPSTREAM} ${MODEL_API_MAX_BODY_SIZE} ${NGINX_GRPC_LISTEN} ${MODEL_API_GRPC_UPSTREAM} ${LAB_AUTH_CACHE_SECONDS}' \
+    envsubst '${NGINX_RESOLVER} ${NGINX_RUNTIME_DIR} ${NGINX_ACCESS_LOG} ${NGINX_LISTEN} ${NGINX_STATUS_LISTEN} ${MLFLOW_UPSTREAM} ${PROMETHEUS_UPSTREAM} ${LAB_SERVER_NAMES} ${LAB_MAX_BODY_SIZE} ${MODEL_API_UPSTREAM} ${MODEL_API_MAX_BODY_SIZE} ${NGINX_GRPC_LISTEN} ${MODEL_API_GRPC_UPSTREAM} ${LAB_AUTH_CACHE_SECONDS}' \
         < "$NGINX_TEMPLATES/$1.template" > "$NGINX_RUNTIME_DIR/$1"
 }
+render lab-auth-request.conf
 render lab-auth.conf
 render nginx.conf
 

@@ -72,6 +72,13 @@ def active_profiles(settings: Settings) -> set[str]:
     return set(settings.get("COMPOSE_PROFILES").replace(",", " ").split())
 
 
+# Profiles whose services are third-party images only Compose runs (the native runner leaves
+# them out): setting -> image of each.
+COMPOSE_ONLY_PROFILES = {
+    "monitoring": ("PROMETHEUS_IMAGE", "NGINX_EXPORTER_IMAGE", "POSTGRES_EXPORTER_IMAGE", "NODE_EXPORTER_IMAGE")
+}
+
+
 def base_images(settings: Settings) -> dict[str, str]:
     """The third-party images the active services build FROM or run: setting -> image."""
     names = ["PYTHON_IMAGE", "POSTGRES_IMAGE", "NGINX_IMAGE"]
@@ -79,6 +86,8 @@ def base_images(settings: Settings) -> dict[str, str]:
         names.append("SEAWEEDFS_IMAGE")
     if "minio" in active_profiles(settings):
         names += ["MINIO_BUILD_IMAGE", "MINIO_RUNTIME_IMAGE"]
+    for profile in active_profiles(settings) & set(COMPOSE_ONLY_PROFILES):
+        names += COMPOSE_ONLY_PROFILES[profile]
     return {name: settings[name] for name in names}
 
 

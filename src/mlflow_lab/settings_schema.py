@@ -110,6 +110,8 @@ GROUPS = {
     "s3": "s3 (artifact store; reachable only by the tracking server)",
     "mlflow": "mlflow (tracking server; reachable only through nginx)",
     "model-api": "model-api (MLServer serving models:/<name>/Production; reached through nginx)",
+    "monitoring": "monitoring (profile `monitoring`: Prometheus, its exporters and the lab's alerts; Compose and "
+    "Kubernetes, not the native runner)",
     "gc": "gc (garbage collection: `make gc`, the `gc` service of profile `ops`, the Kubernetes CronJob)",
     "compose": "compose",
     "images": "images: every third-party image the lab builds FROM or runs",
@@ -117,7 +119,8 @@ GROUPS = {
     "wiring": "set by the runners per service (compose.yaml, the native runner): not in .env",
 }
 GROUP_NOTES = {
-    "images": "One Linux family: Debian bookworm. Behind a mirror registry, change only these lines "
+    "images": "One Linux family, Debian bookworm, for the lab's own images and the stores; the monitoring "
+    "profile runs the Prometheus projects' official images as published. Behind a mirror registry, change only these lines "
     "(e.g. PYTHON_IMAGE=mirror.example.com/library/python:3.11.14-slim-bookworm).",
 }
 
@@ -197,7 +200,7 @@ class LabSettings(BaseModel):
     )
     NGINX_STATUS_PORT: Port = setting(
         8081,
-        "Loopback-only port of nginx's own health/status page (never published).",
+        "Port of nginx's own health and status page (never published; natively on loopback).",
         group="lab",
         services=("nginx",),
     )
@@ -216,6 +219,21 @@ class LabSettings(BaseModel):
         secret=True,
         generated=True,
         services=("lab", "init", "mlflow", "wait-for-schema", "gc"),
+    )
+    POSTGRES_MONITOR_USER: Text = setting(
+        "lab_monitor",
+        "The read-only PostgreSQL role (pg_monitor: statistics, no data) that the monitoring profile's postgres "
+        "exporter logs in as; made by init.",
+        group="postgres",
+        services=("init",),
+    )
+    POSTGRES_MONITOR_PASSWORD: Secret = setting(
+        "",
+        "Its password.",
+        group="postgres",
+        secret=True,
+        generated=True,
+        services=("lab", "init"),
     )
     POSTGRES_DB: Text = setting(
         "mlflow",
@@ -269,6 +287,13 @@ class LabSettings(BaseModel):
         "Port the tracking server listens on inside the stack (nginx proxies to it).",
         group="mlflow",
         services=("lab", "mlflow"),
+    )
+    MLFLOW_METRICS_PORT: Port = setting(
+        5003,
+        "Port of the tracking server's Prometheus metrics inside the stack (its request counts and latencies); "
+        "never published: on MLFLOW_PORT MLflow answers /metrics to admins only.",
+        group="mlflow",
+        services=("mlflow",),
     )
     MLFLOW_WORKERS: Count = setting(
         2, "uvicorn worker processes of the tracking server.", group="mlflow", services=("lab", "mlflow")
@@ -390,13 +415,21 @@ class LabSettings(BaseModel):
         services=("gc",),
     )
 
+    # --- monitoring ---------------------------------------------------------------------------------
+    PROMETHEUS_RETENTION: Duration = setting(
+        "15d",
+        "How long Prometheus keeps its samples (its --storage.tsdb.retention.time).",
+        group="monitoring",
+    )
+
     # --- compose ----------------------------------------------------------------------------------
     COMPOSE_PROJECT_NAME: Text = setting("mlflow-lab", "Compose's project name (containers, volumes, network).", group="compose")
     COMPOSE_PROFILES: Text = setting(
         "seaweedfs",
         "Optional parts: `seaweedfs` (the bundled S3 server), `minio` (MinIO built from source instead; set "
         "S3_ENDPOINT_URL=http://minio:9000 with it), `jobs` (train/promote/score), `ops` (garbage collection "
-        "on a schedule, LAB_GC_INTERVAL). The native runner runs the S3 server named here too; neither: "
+        "on a schedule, LAB_GC_INTERVAL), `monitoring` (Prometheus with the lab's alerts, docs/alerts.md; not "
+        "run by the native runner). The native runner runs the S3 server named here too; neither: "
         "S3_ENDPOINT_URL's.",
         group="compose",
         optional=True,
@@ -407,6 +440,14 @@ class LabSettings(BaseModel):
     POSTGRES_IMAGE: Image = setting("postgres:15.18-bookworm", "PostgreSQL.", group="images")
     NGINX_IMAGE: Image = setting("nginx:1.28.0-bookworm", "nginx.", group="images")
     SEAWEEDFS_IMAGE: Image = setting("chrislusf/seaweedfs:4.48", "The bundled S3 server.", group="images")
+    PROMETHEUS_IMAGE: Image = setting("prom/prometheus:v3.7.3", "Profile `monitoring`: Prometheus.", group="images")
+    POSTGRES_EXPORTER_IMAGE: Image = setting(
+        "quay.io/prometheuscommunity/postgres-exporter:v0.18.1", "Its PostgreSQL exporter.", group="images"
+    )
+    NGINX_EXPORTER_IMAGE: Image = setting("nginx/nginx-prometheus-exporter:1.5.1", "Its nginx exporter.", group="images")
+    NODE_EXPORTER_IMAGE: Image = setting(
+        "prom/node-exporter:v1.10.2", "Its node exporter (free space of the PostgreSQL volume).", group="images"
+    )
     MINIO_BUILD_IMAGE: Image = setting(
         "golang:1.24.9-bookworm", "Only for the opt-in `minio` profile: MinIO's build stage.", group="images"
     )
@@ -468,6 +509,17 @@ class LabSettings(BaseModel):
     )
     NGINX_GRPC_LISTEN: Text = setting(
         "", "address:port or port of nginx's gRPC listener.", group="wiring", wiring=True, services=("nginx",)
+    )
+    NGINX_STATUS_LISTEN: Text = setting(
+        "",
+        "address:port or port of nginx's status server (health, stub_status): loopback natively, the stack "
+        "network under Compose (for the nginx exporter; never published).",
+        group="wiring",
+        wiring=True,
+        services=("nginx",),
+    )
+    PROMETHEUS_UPSTREAM: Text = setting(
+        "", "host:port of Prometheus, for nginx (/prometheus/, admins only).", group="wiring", wiring=True, services=("nginx",)
     )
     NGINX_RESOLVER: Text = setting(
         "127.0.0.1",

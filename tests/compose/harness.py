@@ -29,6 +29,7 @@ def compose_test_lab():
     overrides = {
         "LAB_BUILD_OFFLINE": "true",  # wheels from the host: no index needed inside the build
         "MLFLOW_PORT": "5055",  # not the default: values derived from it must follow
+        "COMPOSE_PROFILES": "seaweedfs monitoring",  # tests/stack/test_monitoring.py
         **TEST_OVERRIDES,
     }
     with compose_lab(compose_environment(), overrides) as lab:

@@ -22,11 +22,29 @@ import time
 from pathlib import Path
 
 from mlflow_lab.settings import ENV_EXAMPLE, parse_env_file
+from tests import debian_package
 
 HERE = Path(__file__).resolve().parent
 LABEL = "org.mlflow-lab.standin"
 # .env.example setting -> stand-in recipe folder
-STANDINS = {"PYTHON_IMAGE": "python", "POSTGRES_IMAGE": "postgres", "NGINX_IMAGE": "nginx", "SEAWEEDFS_IMAGE": "seaweedfs"}
+STANDINS = {
+    "PYTHON_IMAGE": "python",
+    "POSTGRES_IMAGE": "postgres",
+    "NGINX_IMAGE": "nginx",
+    "SEAWEEDFS_IMAGE": "seaweedfs",
+    "PROMETHEUS_IMAGE": "prometheus",
+    "POSTGRES_EXPORTER_IMAGE": "exporter",
+    "NGINX_EXPORTER_IMAGE": "exporter",
+    "NODE_EXPORTER_IMAGE": "exporter",
+}
+# The monitoring profile's programs, taken out of Debian's packages (tests/debian_package.py)
+# into the recipe's build context as ./program: setting -> (package, path in the package).
+DEBIAN_PROGRAMS = {
+    "PROMETHEUS_IMAGE": ("prometheus", "usr/bin/prometheus"),
+    "POSTGRES_EXPORTER_IMAGE": ("prometheus-postgres-exporter", "usr/bin/prometheus-postgres-exporter"),
+    "NGINX_EXPORTER_IMAGE": ("prometheus-nginx-exporter", "usr/bin/prometheus-nginx-exporter"),
+    "NODE_EXPORTER_IMAGE": ("prometheus-node-exporter", "usr/bin/prometheus-node-exporter"),
+}
 # One Debian root filesystem carries what every official image above carries for the lab.
 ROOTFS_PACKAGES = ("python3", "python3-venv", "postgresql-15", "nginx-light", "gettext-base", "curl", "ca-certificates")
 ROOTFS_REPO = "mlflow-lab-standin/bookworm-rootfs"
@@ -101,9 +119,10 @@ def weed_binary(version: str) -> Path:
     return weed
 
 
-def build_standin(image: str, recipe: str, rootfs: str) -> None:
+def build_standin(image: str, recipe: str, rootfs: str, program: tuple[str, str] | None = None) -> None:
+    """`program`: a Debian package's program the recipe runs (DEBIAN_PROGRAMS)."""
     folder = HERE / recipe
-    wanted = recipe_hash(folder, rootfs)
+    wanted = recipe_hash(folder, rootfs, *(program or ()))
     if image_label(image) == wanted:
         return
     started = time.monotonic()
@@ -111,6 +130,8 @@ def build_standin(image: str, recipe: str, rootfs: str) -> None:
         shutil.copytree(folder, context, dirs_exist_ok=True)
         if recipe == "seaweedfs":
             shutil.copy(weed_binary(image.rsplit(":", 1)[1]), Path(context) / "weed")
+        if program:
+            deb = debian_package.take(*program, Path(context) / "program")
         # The legacy builder is enough here (and is what a bare `docker build` uses without buildx).
         built = docker(
             "build",
@@ -126,7 +147,8 @@ def build_standin(image: str, recipe: str, rootfs: str) -> None:
         )
     if built.returncode != 0:
         sys.exit(f"stand-in {image}: docker build failed:\n{built.stderr.strip()}")
-    print(f"stand-in: built {image} from Debian packages in {time.monotonic() - started:.0f}s (not the official image)")
+    source = f"Debian's {deb}" if program else "Debian packages"
+    print(f"stand-in: built {image} from {source} in {time.monotonic() - started:.0f}s (not the official image)")
 
 
 def ensure_base_images(env_example: Path = ENV_EXAMPLE) -> dict[str, str]:
@@ -141,7 +163,7 @@ def ensure_base_images(env_example: Path = ENV_EXAMPLE) -> dict[str, str]:
             kinds[image] = "real"
             continue
         rootfs = rootfs or ensure_rootfs()
-        build_standin(image, recipe, rootfs)
+        build_standin(image, recipe, rootfs, DEBIAN_PROGRAMS.get(variable))
         kinds[image] = "stand-in"
     return kinds
 

@@ -7,6 +7,7 @@ deliberately broken copies, to show they can fail.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,11 +27,12 @@ ALERTS_DOC = REPO_ROOT / "docs" / "alerts.md"
 # Services scraped through an exporter (the Compose service that answers the scrape).
 EXPORTED_BY = {"nginx": "nginx-exporter", "postgres": "postgres-exporter"}
 # Scrape ports that are lab settings, so a changed default shows here.
-PORT_SETTINGS = {"model-api": "MODEL_API_METRICS_PORT"}
+PORT_SETTINGS = {"model-api": "MODEL_API_METRICS_PORT", "mlflow": "MLFLOW_METRICS_PORT"}
 # Long-running services left unscraped, and why.
 UNSCRAPED = {
     "minio": "opt-in profile, whose metrics need a bearer token",
     "gc": "opt-in profile ops: a collection a day, whose health check reports the last one",
+    "prometheus": "Prometheus itself: it could not alert on its own absence",
 }
 
 
@@ -130,6 +132,9 @@ def target_problems(folder: Path = PROMETHEUS) -> list[str]:
                 problems.append(f"job {job} scrapes {target}: a job is named after the Compose service it scrapes")
             if job in PORT_SETTINGS and str(address.port) != default_of(PORT_SETTINGS[job]):
                 problems.append(f"job {job} scrapes port {address.port}, not {PORT_SETTINGS[job]}'s default")
+    s3_port = re.search(r"-metricsPort=(\d+)", " ".join(COMPOSE_SERVICES["s3"]["command"]))
+    if [f"s3:{s3_port and s3_port[1]}"] != scrape_targets(folder).get("s3"):
+        problems.append("job s3 does not scrape the port compose.yaml gives SeaweedFS's -metricsPort")
     long_running = {name for name, spec in COMPOSE_SERVICES.items() if spec.get("restart") == "unless-stopped"}
     for service in sorted(long_running - UNSCRAPED.keys()):
         if EXPORTED_BY.get(service, service) not in scrape_targets(folder):
@@ -148,4 +153,5 @@ def test_a_job_at_the_wrong_port_or_name_is_found(tmp_path):
     assert target_problems(copy) == [
         "job model-api scrapes port 8090, not MODEL_API_METRICS_PORT's default",
         "job s3 scrapes seaweedfs:9324: a job is named after the Compose service it scrapes",
+        "job s3 does not scrape the port compose.yaml gives SeaweedFS's -metricsPort",
     ]

@@ -93,6 +93,10 @@ def host_overlay(settings: Settings, state: Path, private: Path, nginx_conf: Pat
                 "NGINX_LISTEN": f"{s['LAB_BIND_ADDRESS']}:{s['LAB_HTTP_PORT']}",
                 "NGINX_GRPC_LISTEN": f"{s['LAB_BIND_ADDRESS']}:{s['LAB_GRPC_PORT']}",
                 "NGINX_RESOLVER": "127.0.0.1",  # upstreams are IP addresses here: nothing to look up
+                "NGINX_STATUS_LISTEN": f"127.0.0.1:{s['NGINX_STATUS_PORT']}",
+                # No Prometheus natively (profile monitoring is Compose's): a socket that never
+                # exists, so /prometheus/ answers 503 at once.
+                "PROMETHEUS_UPSTREAM": f"unix:{private / 'nginx' / 'no-prometheus.sock'}",
                 "NGINX_RUNTIME_DIR": str(private / "nginx"),
                 "NGINX_TEMPLATES": str(nginx_conf),
                 "NGINX_ACCESS_LOG": str(private / "nginx" / "access.log"),

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from mlflow_lab import jobs
-from mlflow_lab.compose import active_profiles
+from mlflow_lab.compose import COMPOSE_ONLY_PROFILES, active_profiles
 from mlflow_lab.errors import LabError
 from mlflow_lab.native import declaration, health, ospackages, s3_server
 from mlflow_lab.native.overlay import SEAWEEDFS_PORT_OFFSETS, HostDifference, host_overlay
@@ -53,9 +53,10 @@ class NativeStack:
         return host_overlay(self.settings, self.state, self.private, self.nginx_conf)
 
     def profiles(self) -> set[str]:
-        """COMPOSE_PROFILES, as under Compose: the S3 server it names runs here too (one at most)."""
+        """COMPOSE_PROFILES, as under Compose: the S3 server it names runs here too (one at most);
+        the Compose-only ones (monitoring) do not."""
         s3_server.s3_profile(self.settings)
-        return active_profiles(self.settings)
+        return active_profiles(self.settings) - set(COMPOSE_ONLY_PROFILES)
 
     def programs(self) -> dict[str, Program]:
         """compose.yaml's active services, each with the host's differences applied, in start order."""

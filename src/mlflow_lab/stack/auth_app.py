@@ -79,7 +79,16 @@ class CreatorIsCaller:
         return await self.app(scope, replay, send)
 
 
+# Answers 204 to admins: a route of the lab's that no validator of MLflow's auth app claims,
+# so its fail-closed rule (MLFLOW_BASIC_AUTH_FAIL_CLOSED, on by default) refuses everyone else
+# with 403 and unknown credentials with 401. nginx asks it before the admin-only paths
+# (/prometheus/, nginx/lab-auth.conf.template).
+ADMIN_CHECK = "/lab/admin"
+
+
 def create_app():
+    from mlflow.server import app
     from mlflow.server.auth import create_app as mlflow_auth_app
 
-    return CreatorIsCaller(mlflow_auth_app())
+    app.add_url_rule(ADMIN_CHECK, "lab_admin_check", lambda: ("", 204), methods=["GET"])
+    return CreatorIsCaller(mlflow_auth_app(app))

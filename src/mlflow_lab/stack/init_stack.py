@@ -3,10 +3,11 @@
 1. wait for PostgreSQL, create the tracking and the auth database if missing, and leave
    the tracking database's statement errors to MLflow (see QUIET_STATEMENT_ERRORS);
 2. `mlflow db upgrade` (creates the schema on an empty database, migrates an old one);
-3. mark FAILED the runs of lab jobs that were killed (mlflow_lab.jobs.runs);
-4. the auth app's schema, the lab's roles, the admin from .env (its password kept in step)
+3. the read-only role the monitoring profile's PostgreSQL exporter logs in as (pg_monitor);
+4. mark FAILED the runs of lab jobs that were killed (mlflow_lab.jobs.runs);
+5. the auth app's schema, the lab's roles, the admin from .env (its password kept in step)
    and the model API's read-only account (mlflow_lab.stack.auth_store);
-5. create the artifact bucket if it is missing.
+6. create the artifact bucket if it is missing.
 
 Running it again changes nothing. Compose runs it as the `init` service; the native
 runner runs it between starting the stores and starting the tracking server. On Kubernetes
@@ -24,6 +25,7 @@ import time
 import psycopg2
 from psycopg2 import errors as pg_errors
 from psycopg2 import sql
+from psycopg2.extensions import encrypt_password
 
 from mlflow_lab.errors import LabError
 from mlflow_lab.jobs import ALIVE_UNTIL_TAG
@@ -77,6 +79,27 @@ def ensure_database(settings: Settings) -> None:
         except pg_errors.InsufficientPrivilege:  # a managed server where the lab's user is no superuser
             print("init: not a superuser, so PostgreSQL keeps logging the duplicate-key errors MLflow handles")
     conn.close()
+
+
+def ensure_monitor_role(settings: Settings) -> None:
+    """POSTGRES_MONITOR_USER with POSTGRES_MONITOR_PASSWORD, in pg_monitor: statistics and
+    settings, no table data. The password is hashed here (SCRAM), so no statement carries it
+    in clear text, not even in PostgreSQL's log of a failed one."""
+    name = settings["POSTGRES_MONITOR_USER"]
+    with contextlib.closing(_connect(settings, "postgres")) as conn:
+        conn.autocommit = True
+        verifier = encrypt_password(settings["POSTGRES_MONITOR_PASSWORD"], name, conn, "scram-sha-256")
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
+            verb = "ALTER" if cur.fetchone() else "CREATE"
+            try:
+                cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(name)), (verifier,))
+                cur.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(name)))
+            except pg_errors.InsufficientPrivilege:  # a managed server where the lab's user may not make roles
+                print(f"init: may not make the role {name}, so the postgres exporter (profile monitoring) cannot log in")
+                return
+    if verb == "CREATE":
+        print(f"init: created the monitoring role {name}")
 
 
 def upgrade_schema(settings: Settings) -> None:
@@ -146,6 +169,7 @@ def main() -> None:
         settings.validate("init")
         ensure_database(settings)
         upgrade_schema(settings)
+        ensure_monitor_role(settings)
         fail_abandoned_runs(settings)
         os.environ.update(settings.backend_store_env())  # the auth store's engine, in this process
         for change in ensure_lab_accounts(settings):

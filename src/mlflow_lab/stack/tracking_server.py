@@ -7,6 +7,7 @@ runners start the server with exactly the same flags.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -72,7 +73,7 @@ def write_auth_config(settings: Settings) -> Path:
     return path
 
 
-def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
+def command(settings: Settings, metrics_dir: str) -> tuple[list[str], dict[str, str]]:
     destination, env = artifacts_destination(settings)
     env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = settings["MLFLOW_FLASK_SERVER_SECRET_KEY"]
     # MLflow's job runner (huey consumers, ~1.7 GB idle) is off unless the setting says true.
@@ -95,6 +96,10 @@ def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
         "--app-name",
         "mlflow-lab",
         "--enable-workspaces",
+        # Every worker's request metrics go to metrics_dir (prometheus_flask_exporter), which
+        # mlflow_lab.stack.tracking_metrics serves on MLFLOW_METRICS_PORT.
+        "--expose-prometheus",
+        metrics_dir,
         # Clients only ever see mlflow-artifacts:/ URIs; S3 credentials stay here.
         "--serve-artifacts",
         "--artifacts-destination",
@@ -114,11 +119,24 @@ def main() -> None:
     settings = Settings.load(env_file=None)
     try:
         settings.validate("mlflow", passwords=False)
-        argv, extra_env = command(settings)
+        metrics_dir = tempfile.mkdtemp(prefix="mlflow-metrics-")  # fresh: no dead workers' counters
+        argv, extra_env = command(settings, metrics_dir)
     except LabError as exc:
         sys.exit(f"mlflow: {exc}")
     os.environ.update(extra_env)
     os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(write_auth_config(settings))
+    # Its child once this process becomes the server (exec); same process group, so a
+    # supervisor that stops the group stops it too.
+    subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow_lab.stack.tracking_metrics",
+            metrics_dir,
+            settings["MLFLOW_BIND_HOST"],
+            settings["MLFLOW_METRICS_PORT"],
+        ]
+    )
     os.execvp(argv[0], argv)
 
 
