@@ -28,6 +28,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from mlflow_lab.jobs import promote, sample_input, train_psystock
+from tests.faults.metric_logger import MetricLogger
 from tests.stack.payloads import v2_body
 
 pytestmark = [pytest.mark.stack, pytest.mark.contract("compose")]
@@ -179,39 +180,21 @@ def test_tracking_server_cut_from_postgresql_for_15_s_loses_and_doubles_no_metri
     mlflow_server = Container.of(lab, "mlflow")
     life = mlflow_server.life
     run = mlflow_client.create_run(mlflow_client.create_experiment(f"net-db-{uuid.uuid4().hex[:6]}")).info.run_id
-    logged: list[tuple[int, float, float]] = []  # step, value, when it was acknowledged
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def log_metrics() -> None:  # the MLflow client through nginx, with its default timeout and retries
-        step = 0
-        while not stop.is_set():
-            value = step * 0.5
-            try:
-                mlflow_client.log_metric(run, "loss", value, step=step)
-                logged.append((step, value, time.monotonic()))
-            except MlflowException as exc:
-                failures.append(str(exc).splitlines()[0])
-            step += 1
-            time.sleep(0.1)
-
-    logger = threading.Thread(target=log_metrics)
-    logger.start()
-    try:
+    # The MLflow client through nginx, with its default timeout and retries.
+    with MetricLogger(mlflow_client, run, join_timeout=RECOVERY_BOUND_S) as logger:
         time.sleep(2)
         with cut(lab, "mlflow", "postgres") as link:
             cut_at = time.monotonic()
             time.sleep(CUT_FROM_DB_S)
+        logged = logger.logged
         in_cut = [step for step, _, when in logged if cut_at < when < link.restored]
         after = len([1 for *_, when in logged if when < link.restored])
         while len(logged) < after + 10:  # ten more writes acknowledged: the server works again
-            assert time.monotonic() - link.restored < RECOVERY_BOUND_S, f"no recovery; errors: {failures[-3:]}"
+            assert time.monotonic() - link.restored < RECOVERY_BOUND_S, f"no recovery; errors: {logger.failures[-3:]}"
             time.sleep(0.2)
         first = logged[after][2] - link.restored
         ten = logged[after + 9][2] - link.restored
-    finally:
-        stop.set()
-        logger.join(timeout=RECOVERY_BOUND_S)
+    failures = [error for _, error in logger.failures]
     print(
         f"\ncut from PostgreSQL {CUT_FROM_DB_S} s: {len(in_cut)} writes acknowledged during the cut, {len(failures)} errors "
         f"({failures[:1]}); after the link came back: first write in {first:.1f} s, ten in {ten:.1f} s; {len(logged)} in all"
@@ -262,7 +245,7 @@ def test_tracking_server_cut_from_s3_refuses_uploads_cleanly_and_registers_nothi
             time.sleep(1)
     recovered = time.monotonic() - link.restored
     print(
-        f"\ncut from S3: upload refused after {upload_error:.1f} s ({str(upload.value)[:120]}), "
+        f"\ncut from S3: upload refused after {upload_error:.1f} s (...{str(upload.value)[-90:]}), "
         f"registering log_model after {log_model_error:.1f} s; uploads work again {recovered:.1f} s after the link came back"
     )
     fetched = mlflow.artifacts.download_artifacts(run_id=run, artifact_path=artifact.name, dst_path=str(tmp_path / "back"))
