@@ -24,6 +24,7 @@ from mlflow.exceptions import MlflowException
 
 from mlflow_lab.jobs import promote, sample_input, train_psystock
 from mlflow_lab.registry import stage_api
+from tests.faults.metric_logger import MetricLogger
 
 pytestmark = pytest.mark.stack
 RECOVERY_BOUND_S = 120  # supervision's restart plus the server's start, with CI headroom
@@ -68,36 +69,19 @@ def living_in_group(group: int) -> list[int]:
 @pytest.mark.contract  # supervision: supervisord natively, the restart policy under Compose
 def test_tracking_server_killed_while_a_client_logs_every_100_ms(lab, mlflow_client):
     run = mlflow_client.create_run(mlflow_client.create_experiment(f"faults-{uuid.uuid4().hex[:8]}")).info.run_id
-    logged, failures, stop = [], [], threading.Event()
-
-    def log_metrics() -> None:  # the MLflow client's own retries carry it over the outage
-        step = 0
-        while not stop.is_set():
-            try:
-                mlflow_client.log_metric(run, "loss", 1.0 / (step + 1), step=step)
-                logged.append(step)
-            except Exception as exc:  # noqa: BLE001 - a clear error is an allowed outcome; recorded
-                failures.append((step, str(exc).splitlines()[0]))
-            step += 1
-            time.sleep(0.1)
-
-    logger = threading.Thread(target=log_metrics)
-    logger.start()
-    try:
+    with MetricLogger(mlflow_client, run, join_timeout=RECOVERY_BOUND_S) as logger:  # the client's own retries carry it
         time.sleep(2)
-        before = len(logged)
+        before = len(logger.logged)
         victim = lab.require_internals().main_pid("mlflow")
         os.kill(victim, signal.SIGKILL)
         killed = time.monotonic()
         assert_supervised_again(lab, "mlflow", victim)
         recovered = wait_until_tracking_answers(lab, killed)
-        after = len(logged)
+        after = len(logger.logged)
         deadline = time.monotonic() + RECOVERY_BOUND_S  # the client's retries back off: give them time
-        while len(logged) < after + 10 and time.monotonic() < deadline:
+        while len(logger.logged) < after + 10 and time.monotonic() < deadline:
             time.sleep(0.5)
-    finally:
-        stop.set()
-        logger.join(timeout=RECOVERY_BOUND_S)
+    logged, failures = logger.steps(), logger.failures
     print(
         f"{lab.runner}: tracking server back {recovered:.1f} s after SIGKILL; {len(logged)} steps logged, {len(failures)} failed"
     )
