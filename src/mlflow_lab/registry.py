@@ -38,6 +38,15 @@ class ModelRef:
         return f"models:/{self.name}/{self.version}"
 
 
+class RegistryUnavailable(LabError):
+    """The registry could not be asked (the tracking server is down, restarting or cut off), as
+    opposed to it answering that it names no such version."""
+
+
+# What MLflow answers for a name, alias, version or stage the registry does not have.
+_NOT_THERE = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
 def resolve_registered(uri: str, client: MlflowClient | None = None) -> ModelRef:
     """Like `resolve`, for a URI that must name a registered model."""
     ref = resolve(uri, client)
@@ -61,7 +70,7 @@ def resolve(uri: str, client: MlflowClient | None = None) -> ModelRef | None:
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise LabError(f"model {name!r} is not registered at {where}.") from None
-        raise LabError(f"could not look up model {name!r} at {where}: {exc.message}") from None
+        raise RegistryUnavailable(f"could not look up model {name!r} at {where}: {exc.message}") from None
     try:
         if alias:
             return ModelRef(name, client.get_model_version_by_alias(name, alias).version)
@@ -69,7 +78,9 @@ def resolve(uri: str, client: MlflowClient | None = None) -> ModelRef | None:
             return ModelRef(name, client.get_model_version(name, ref).version)
         with stage_api():
             versions = client.get_latest_versions(name, stages=[ref])
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code not in _NOT_THERE:
+            raise RegistryUnavailable(f"could not look up model {name!r} at {where}: {exc.message}") from None
         what = f"alias @{alias}" if alias else f"version {ref}" if ref.isdigit() else f"stage {ref!r}"
         raise LabError(f"model {name!r} has no {what} at {where}.") from None
     if not versions:

@@ -110,6 +110,9 @@ class Follower:
         uri = self.config.model_uri(name)
         try:
             ref = await asyncio.to_thread(registry.resolve_registered, uri, self.client)
+        except registry.RegistryUnavailable as exc:  # the registry's answer is unknown: gauges stay
+            self._report(name, f"cannot reach the registry for {uri}: {exc}")
+            return
         except LabError as exc:
             self._gauge("registry", name, 0)  # the registry names no version
             self._report(name, f"not serving a new version of {name}: {exc}")
