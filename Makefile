@@ -4,7 +4,7 @@ VENV := .venv
 LAB  := $(VENV)/bin/lab
 PY   := $(VENV)/bin/python
 
-.PHONY: help venv up down status logs env train promote score users backup restore gc model-image k8s test test-fast bench lock clean
+.PHONY: help venv up down status logs env train promote score genai users backup restore gc model-image k8s test test-fast bench lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,10 @@ score: venv $(filter $(SAMPLE),$(INPUT)) ## Batch-score INPUT (path or URI; defa
 
 data/%-sample.csv:
 	@$(LAB) job sample-input $* $@
+
+# docs/genai-workshop.md: runs from this venv under either runner; OPENAI_API_KEY set: a real LLM answers.
+genai: venv ## GenAI workflow: a Q&A app over docs/ (prompt from the registry, traces, evaluation, model, promotion, served answer to QUESTION)
+	@$(LAB) job genai run $(if $(QUESTION),--question "$(QUESTION)")
 
 users: venv ## Accounts (MLflow's): list; ADD="alice bob" or COUNT=20 (attendee01..20) adds as ROLE (member; viewer, admin), passwords shown once; REMOVE="bob"
 	@$(LAB) users $(if $(REMOVE),remove $(REMOVE),$(if $(ADD)$(COUNT),add $(ADD) $(if $(COUNT),--count $(COUNT)) $(if $(ROLE),--role $(ROLE)),list))

@@ -24,13 +24,15 @@ COMMANDS = {
     "score": "mlflow_lab.jobs.batch_score",
     "sample-input": "mlflow_lab.jobs.sample_input",
 }
+# Command groups: the module's `app` (a Typer) becomes `lab-job <name> ...`.
+GROUPS = {"genai": "mlflow_lab.genai.cli"}
 SUMMARY = __doc__.split("\n\n")[0]
 
 
 def build_app(argv: list[str] | None = None) -> typer.Typer:
     """The CLI with the commands `argv` names (every command when it names none of them)."""
     argv = argv or []
-    wanted = argv[0] if argv and argv[0] in (*COMMANDS, "train") else None  # None: all (help, typos)
+    wanted = argv[0] if argv and argv[0] in (*COMMANDS, *GROUPS, "train") else None  # None: all (help, typos)
     app = typer.Typer(help=SUMMARY, no_args_is_help=True, pretty_exceptions_enable=False)
     app.callback()(lambda: None)  # a group even with one command registered: `lab-job score ...`
     if wanted in (None, "train"):
@@ -43,6 +45,9 @@ def build_app(argv: list[str] | None = None) -> typer.Typer:
     for name, module in COMMANDS.items():
         if wanted in (None, name):
             app.command(name)(importlib.import_module(module).main)
+    for name, module in GROUPS.items():
+        if wanted in (None, name):
+            app.add_typer(importlib.import_module(module).app, name=name)
     return app
 
 
