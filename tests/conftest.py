@@ -46,7 +46,7 @@ BEHAVIOUR_RUNNER = (
 # Behaviour modules run on the native lab when both runners run, to balance CI's two workers
 # (each runs one runner's tests): with every behaviour test on Compose, its worker took 26.5 min
 # against the native one's 8 (docs/testing.md, "Balance"; a module listed here runs on Compose where no native lab runs).
-BALANCED_TO_NATIVE = frozenset({"test_faults", "test_lifecycle", "test_batch_scoring"})
+BALANCED_TO_NATIVE = frozenset({"test_faults", "test_lifecycle", "test_batch_scoring", "test_model_api"})
 
 FAILED_STARTS = pytest.StashKey[dict[str, str]]()
 
