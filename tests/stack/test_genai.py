@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from tests.stack.people import Person, add, unique
+from tests.stack.people import Person, add, cli, unique
 
 pytestmark = pytest.mark.stack
 
@@ -211,26 +211,57 @@ def test_otlp_without_credentials_is_refused(lab, experiment_id):
 
 
 @pytest.fixture(scope="module")
-def member(lab):
-    name, password = next(iter(add(lab, unique("tracer")).items()))
-    return Person(lab, name, password)
+def members(lab) -> tuple[Person, Person]:
+    """Two member accounts: one who traces, one from another team."""
+    made = add(lab, unique("tracer"), unique("outsider"))
+    return tuple(Person(lab, name, password) for name, password in made.items())
 
 
-def test_member_sends_to_own_experiment_not_to_anothers(lab, mlflow_client, member, experiment_id):
-    """MLflow's auth app decides: a member may send traces to an experiment they made, not to
-    the admin's (they may read it, not write to it): 403, and nothing stored."""
-    own = member.api("POST", "experiments/create", {"name": unique("member-traces")}).json()["experiment_id"]
-    body, trace_id = otlp_request("member-app", "step")
-    sent = member.call("POST", OTLP, data=body, headers={**PROTOBUF, "x-mlflow-experiment-id": own})
-    assert sent.status_code == 200, sent.text
-    assert [s.name for s in mlflow_client.get_trace(trace_id).data.spans] == ["member-app", "step"]
+def send_as(person: Person, experiment: str, *names: str, workspace: str | None = None) -> tuple[requests.Response, str]:
+    body, trace_id = otlp_request(*names)
+    headers = {**PROTOBUF, "x-mlflow-experiment-id": experiment, **({"X-MLFLOW-WORKSPACE": workspace} if workspace else {})}
+    return person.call("POST", OTLP, data=body, headers=headers), trace_id
 
-    body, trace_id = otlp_request("intruder")
-    refused = member.call("POST", OTLP, data=body, headers={**PROTOBUF, "x-mlflow-experiment-id": experiment_id})
-    assert refused.status_code == 403
-    assert "permission denied" in refused.json()["message"].lower()
+
+def assert_refused(lab, response: requests.Response, trace_id: str, who: Person, experiment: str) -> None:
+    assert response.status_code == 403, response.text
+    assert response.json() == {
+        "error_code": "PERMISSION_DENIED",
+        "message": f"Permission denied: {who.name} may not log traces to experiment {experiment}",
+    }
     if lab.stack is not None:
         assert stored_rows(lab, trace_id) == (0, 0)
+
+
+def test_member_sends_to_own_experiment_not_to_anothers(lab, mlflow_client, members, experiment_id):
+    """MLflow's auth app decides: a member may send traces to an experiment they made, not to
+    the admin's (they may read it, not write to it): 403, and nothing stored."""
+    tracer, _ = members
+    own = tracer.api("POST", "experiments/create", {"name": unique("member-traces")}).json()["experiment_id"]
+    sent, trace_id = send_as(tracer, own, "member-app", "step")
+    assert sent.status_code == 200, sent.text
+    assert sorted(s.name for s in mlflow_client.get_trace(trace_id).data.spans) == ["member-app", "step"]
+
+    refused, trace_id = send_as(tracer, experiment_id, "intruder")
+    assert_refused(lab, refused, trace_id, tracer, experiment_id)
+
+
+def test_a_team_workspace_keeps_its_traces_to_itself(lab, members):
+    """A team's experiment takes its members' traces (X-MLFLOW-WORKSPACE names the workspace);
+    a member of another team is refused, naming the workspace or not."""
+    tracer, outsider = members
+    workspace = unique("team-traces")
+    cli(lab, "workspaces", "add", workspace, "--members", tracer.name)
+    in_team = {"X-MLFLOW-WORKSPACE": workspace}
+    experiment = tracer.api("POST", "experiments/create", {"name": unique("team-exp")}, headers=in_team).json()["experiment_id"]
+    sent, trace_id = send_as(tracer, experiment, "team-app", workspace=workspace)
+    assert sent.status_code == 200, sent.text
+    found = tracer.call("GET", f"/api/3.0/mlflow/traces/{trace_id}", headers=in_team)
+    assert found.status_code == 200, found.text
+    assert found.json()["trace"]["trace_info"]["trace_location"]["mlflow_experiment"]["experiment_id"] == experiment
+    for named in (workspace, None):
+        refused, trace_id = send_as(outsider, experiment, "intruder", workspace=named)
+        assert_refused(lab, refused, trace_id, outsider, experiment)
 
 
 # -- Large traces through nginx ----------------------------------------------------------------
@@ -253,7 +284,8 @@ def test_span_with_a_5_mb_payload(experiment_id, capsys):
     assert hashlib.sha256(stored.inputs["document"].encode()).digest() == hashlib.sha256(document.encode()).digest()
     assert stored.outputs == {"summary": "long"}
     with capsys.disabled():
-        print(f"\n[genai] 5 MB span: logged and flushed in {sent:.2f} s, read back in {read:.2f} s")
+        size = len(trace.to_json()) / 1e6
+        print(f"\n[genai] 5 MB span: logged and flushed in {sent:.2f} s, read back ({size:.1f} MB) in {read:.2f} s")
 
 
 def test_trace_with_2000_spans(experiment_id, capsys):
@@ -275,7 +307,10 @@ def test_trace_with_2000_spans(experiment_id, capsys):
     assert sorted(s.name for s in children) == [f"tool-{step:04d}" for step in range(MANY_SPANS - 1)]
     assert all(s.outputs == s.inputs["step"] * 2 for s in children)
     with capsys.disabled():
-        print(f"\n[genai] {MANY_SPANS} spans: logged and flushed in {sent:.2f} s, read back in {read:.2f} s")
+        size = len(trace.to_json()) / 1e6
+        print(
+            f"\n[genai] {MANY_SPANS} spans: made, logged and flushed in {sent:.2f} s, read back ({size:.1f} MB) in {read:.2f} s"
+        )
 
 
 # -- Prompts and evaluation ------------------------------------------------------------------
