@@ -152,3 +152,18 @@ def test_the_scorers_judge_an_answer_against_its_expectations():
     assert evaluation.answer_length(outputs=good).value is True
     short = evaluation.answer_length(outputs="No.")
     assert short.value is False and "3 characters" in short.rationale
+
+
+def test_every_call_of_a_traced_app_is_a_trace_and_an_untraced_one_leaves_none(index):
+    import mlflow
+
+    traced = DocsQA(index, prompt.DEFAULT_TEMPLATE, "prompts:/p/1", top_k=2)
+    answer = traced.answer(question="How do I restore a backup?")  # as mlflow.genai.evaluate calls it
+    mlflow.flush_trace_async_logging()
+    trace = mlflow.get_trace(mlflow.get_last_active_trace_id())
+    assert [s.name for s in trace.data.spans] == ["docs-qa", "retrieve", "render-prompt", "extractive-answer"]
+    assert trace.info.tags["mlflow_lab.prompt"] == "prompts:/p/1"
+    assert trace.data.spans[0].inputs == {"question": "How do I restore a backup?"}  # not the app itself
+    untraced = DocsQA(index, prompt.DEFAULT_TEMPLATE, "prompts:/p/1", top_k=2, traced=False)
+    assert untraced.answer("How do I restore a backup?") == answer
+    assert mlflow.get_last_active_trace_id() == trace.info.trace_id

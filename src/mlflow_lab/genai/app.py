@@ -4,10 +4,15 @@ A trace shows, in the UI's Traces tab: the question and the answer (root span, C
 retrieved passages with their scores (RETRIEVER span, shown as documents), the prompt as
 rendered (PARSER span) and the generation (LLM span for a real model, else the extractive
 stand-in, CHAIN), tagged with the prompt version it used.
+
+An app built with `traced=False` runs the same steps without spans: the served app, unless
+its server names an experiment for them (served.py).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import mlflow
@@ -22,6 +27,21 @@ TOP_K = 3
 MAX_QUESTION_CHARS = 2000
 
 
+def step(name: str, span_type: str) -> Callable:
+    """A method that is a span of the current trace when its app is traced (mlflow.trace)."""
+
+    def decorate(method: Callable) -> Callable:
+        traced = mlflow.trace(method, name=name, span_type=span_type)
+
+        @functools.wraps(method)
+        def call(self, *args, **kwargs):
+            return (traced if self.traced else method)(self, *args, **kwargs)
+
+        return call
+
+    return decorate
+
+
 @dataclass(frozen=True)
 class DocsQA:
     index: Index
@@ -29,14 +49,16 @@ class DocsQA:
     prompt_uri: str  # prompts:/<name>/<version>, recorded on every trace
     llm: Llm | None = None
     top_k: int = TOP_K
+    traced: bool = True
 
     def __post_init__(self):
         prompt.check(self.template, self.prompt_uri)
 
-    @mlflow.trace(name="docs-qa", span_type=SpanType.CHAIN)
+    @step("docs-qa", SpanType.CHAIN)
     def answer(self, question: str) -> str:
         question = _checked(question)
-        if mlflow.get_current_active_span() is not None:  # None where MLflow turns tracing off (signature inference)
+        # No active span where MLflow turns tracing off (signature inference at logging time).
+        if self.traced and mlflow.get_current_active_span() is not None:
             mlflow.update_current_trace(tags={"mlflow_lab.prompt": self.prompt_uri, "mlflow_lab.generator": self.generator})
         hits = self.retrieve(question)
         rendered = self.render(question, hits)
@@ -46,14 +68,14 @@ class DocsQA:
     def generator(self) -> str:
         return f"llm:{self.llm.model}" if self.llm else "extractive"
 
-    @mlflow.trace(name="retrieve", span_type=SpanType.RETRIEVER)
+    @step("retrieve", SpanType.RETRIEVER)
     def retrieve(self, question: str) -> list[Document]:
         hits = self.index.search(embedding.embed([question])[0], self.top_k)
         return [
             Document(h.passage.text, {"source": h.passage.anchor, "score": round(h.score, 4)}, id=str(h.position)) for h in hits
         ]
 
-    @mlflow.trace(name="render-prompt", span_type=SpanType.PARSER)
+    @step("render-prompt", SpanType.PARSER)
     def render(self, question: str, documents: list[Document]) -> str:
         context = "\n\n".join(f"[{i}] ({d.metadata['source']})\n{d.page_content}" for i, d in enumerate(documents, 1))
         return prompt.render(self.template, question=question, context=context)
@@ -67,11 +89,11 @@ class DocsQA:
             hits.append(Hit(self.index.passages[position], document.metadata["score"], position))
         return self._extractive(question, hits)
 
-    @mlflow.trace(name="llm", span_type=SpanType.LLM)
+    @step("llm", SpanType.LLM)
     def _llm(self, llm: Llm, rendered: str) -> str:
         return llm.complete(rendered)
 
-    @mlflow.trace(name="extractive-answer", span_type=SpanType.CHAIN)
+    @step("extractive-answer", SpanType.CHAIN)
     def _extractive(self, question: str, hits: list[Hit]) -> str:
         return extractive(question, hits)
 

@@ -29,11 +29,13 @@ def ask(
 ) -> None:
     """Ask the app: the model API through nginx (default), or the registered app loaded in this process (traced)."""
     if local:
+        import os
+
         import mlflow
 
         from mlflow_lab.genai import EXPERIMENT
 
-        mlflow.set_experiment(EXPERIMENT)
+        os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)  # where the loaded app traces its calls
         typer.echo(mlflow.pyfunc.load_model(f"models:/{APP_MODEL}@champion").predict([question])[0])
         return
     answer, version = workflow.served_answer(question)

@@ -57,6 +57,7 @@ def log_register_evaluate(app: DocsQA, say: Callable[[str], None]) -> Built:
             artifacts={served.INDEX_ARTIFACT: str(app.index.save(Path(folder) / "index"))},
             model_config={"prompt_template": app.template, "prompt_uri": app.prompt_uri},
             prompts=[app.prompt_uri],
+            signature=served.SIGNATURE,
             input_example=[SAMPLE_QUESTION],
             pip_requirements=[f"{name}=={importlib.metadata.version(name)}" for name in REQUIREMENTS],
             registered_model_name=APP_MODEL,
