@@ -73,6 +73,28 @@ def _duration(value: str) -> str:
     return value
 
 
+# A retention as MLflow's trace archival reads it (mlflow.utils.validation, 3.17.2): a whole
+# number >= 1 and one unit, m, h or d.
+RETENTION_TEXT = "a retention such as 30d, 12h or 90m (a whole number >= 1 and one unit: m, h or d)"
+
+
+def _retention(value: str) -> str:
+    if not re.fullmatch(r"[1-9][0-9]*[mhd]", value):
+        raise ValueError(RETENTION_TEXT)
+    return value
+
+
+# How often a trace archival pass may run: MLflow's config takes 1 s to 1 day (interval_seconds).
+ARCHIVAL_INTERVAL_TEXT = "a duration from 1s to 1d, such as 1h or 30m"
+
+
+def _archival_interval(value: str) -> str:
+    seconds = duration_seconds(value)
+    if not 1 <= seconds <= UNIT_SECONDS["d"] or seconds != int(seconds):
+        raise ValueError(ARCHIVAL_INTERVAL_TEXT)
+    return value
+
+
 def _words(value: str) -> str:
     if not value.split():
         raise ValueError("at least one name")
@@ -89,6 +111,8 @@ Address = Annotated[str, AfterValidator(_address), Kind("an IP address")]
 Url = Annotated[str, AfterValidator(_http_url), Kind("an http(s) URL, or empty")]
 Words = Annotated[str, AfterValidator(_words), Kind("names, space separated")]
 Duration = Annotated[str, AfterValidator(_duration), Kind(DURATION_TEXT)]
+Retention = Annotated[str, AfterValidator(_retention), Kind(RETENTION_TEXT)]
+ArchivalInterval = Annotated[str, AfterValidator(_archival_interval), Kind(ARCHIVAL_INTERVAL_TEXT)]
 Flag = Annotated[Literal["true", "false"], Kind("true or false")]
 Text = Annotated[str, Kind("text")]
 Secret = Annotated[str, Kind("a secret")]
@@ -313,6 +337,24 @@ class LabSettings(BaseModel):
     MLFLOW_SERVER_ENABLE_JOB_EXECUTION: Flag = setting(
         "false",
         "MLflow 3.17's job runner (huey consumers, ~1.7 GB resident while idle); the lab does not use it. true turns it on.",
+        group="mlflow",
+        services=("mlflow",),
+    )
+    LAB_TRACE_RETENTION: Retention = setting(
+        "30d",
+        "How long a trace's spans stay in PostgreSQL: MLflow's trace archival then moves the spans of traces "
+        "older than this to the bucket (s3://<S3_BUCKET>/trace-archive/), where the server still reads them "
+        "(search, get_trace, the UI); the trace's row, tags and assessments stay. An experiment may keep its "
+        "traces a shorter time (its mlflow.trace.archivalRetention tag, `mlflow experiments update "
+        "--trace-archival-retention`) or ask for a pass now (`--trace-archive-now`). docs/trace-archival.md.",
+        group="mlflow",
+        services=("mlflow",),
+    )
+    LAB_TRACE_ARCHIVAL_INTERVAL: ArchivalInterval = setting(
+        "1h",
+        "How often the tracking server runs a trace archival pass (the first a minute after it starts). The lab "
+        "runs MLflow's pass itself, each in a short-lived process, because MLflow runs it only in its job runner "
+        "(MLFLOW_SERVER_ENABLE_JOB_EXECUTION; with that on, MLflow's own runner does it at this interval).",
         group="mlflow",
         services=("mlflow",),
     )

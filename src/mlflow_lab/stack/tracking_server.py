@@ -67,13 +67,47 @@ def auth_config(settings: Settings) -> str:
     )
 
 
+# Where archived spans go, under the bucket's root: beside the experiments' folders
+# (mlflow-artifacts:/<id>, workspaces/<name>/<id>), never inside one (MLflow adds
+# workspaces/<name>/<experiment id>/traces/<trace id>/artifacts/traces.pb).
+TRACE_ARCHIVE_PREFIX = "trace-archive"
+
+
+def trace_archival_config(settings: Settings, interval: int | None = None) -> str:
+    """MLflow's trace archival config (MLFLOW_TRACE_ARCHIVAL_CONFIG, YAML): spans of traces older
+    than LAB_TRACE_RETENTION move to the bucket. Its interval_seconds (default
+    LAB_TRACE_ARCHIVAL_INTERVAL) is the least time MLflow lets pass between two passes of one process."""
+    from mlflow_lab.settings_schema import duration_seconds
+
+    destination, _ = artifacts_destination(settings)
+    if interval is None:
+        interval = int(duration_seconds(settings["LAB_TRACE_ARCHIVAL_INTERVAL"]))
+    return (
+        "trace_archival:\n"
+        "  enabled: true\n"
+        f"  location: {destination}/{TRACE_ARCHIVE_PREFIX}\n"
+        f"  retention: {settings['LAB_TRACE_RETENTION']}\n"
+        f"  interval_seconds: {interval}\n"
+    )
+
+
+def write_trace_archival_config(settings: Settings, interval: int | None = None) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="mlflow-trace-archival-")) / "trace-archival.yaml"
+    path.write_text(trace_archival_config(settings, interval))
+    return path
+
+
+def job_runner_on(settings: Settings) -> bool:
+    return settings["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
+
+
 def write_auth_config(settings: Settings) -> Path:
     path = Path(tempfile.mkdtemp(prefix="mlflow-auth-")) / "auth.ini"
     path.write_text(auth_config(settings))
     return path
 
 
-def command(settings: Settings, metrics_dir: str) -> tuple[list[str], dict[str, str]]:
+def command(settings: Settings, metrics_dir: str, archival_config: Path) -> tuple[list[str], dict[str, str]]:
     destination, env = artifacts_destination(settings)
     env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = settings["MLFLOW_FLASK_SERVER_SECRET_KEY"]
     # MLflow's job runner (huey consumers, ~1.7 GB idle) is off unless the setting says true.
@@ -104,6 +138,10 @@ def command(settings: Settings, metrics_dir: str) -> tuple[list[str], dict[str, 
         "--serve-artifacts",
         "--artifacts-destination",
         destination,
+        # Old traces' spans to the bucket (the server reads them back from there, and its
+        # server-info tells the UI archival is on); the passes: mlflow_lab.gc.traces.
+        "--trace-archival-config",
+        str(archival_config),
         "--uvicorn-opts",
         f"--timeout-keep-alive {KEEPALIVE_SECONDS}",
         # Never --gunicorn-opts/--waitress-opts: they switch off these checks (--uvicorn-opts keeps them).
@@ -120,7 +158,7 @@ def main() -> None:
     try:
         settings.validate("mlflow", passwords=False)
         metrics_dir = tempfile.mkdtemp(prefix="mlflow-metrics-")  # fresh: no dead workers' counters
-        argv, extra_env = command(settings, metrics_dir)
+        argv, extra_env = command(settings, metrics_dir, write_trace_archival_config(settings))
     except LabError as exc:
         sys.exit(f"mlflow: {exc}")
     os.environ.update(extra_env)
@@ -137,6 +175,11 @@ def main() -> None:
             settings["MLFLOW_METRICS_PORT"],
         ]
     )
+    if not job_runner_on(settings):
+        # MLflow runs trace archival only in its job runner (off here, for memory): the lab's
+        # scheduler runs the same pass. Idle it holds the standard library only (each pass is a
+        # process of its own); same process group as the server, like the metrics server.
+        subprocess.Popen([sys.executable, "-m", "mlflow_lab.gc.traces", "--schedule"])
     os.execvp(argv[0], argv)
 
 
