@@ -7,10 +7,11 @@ import os
 import platform
 import sys
 
-from bench import model_api, results, scoring, startup, tracking
+from bench import model_api, results, scoring, startup, traces, tracking
 from bench.stacks import bench_lab
 
-STACK_BENCHMARKS = {"tracking": tracking.run, "model_api": model_api.run}  # need a running lab: they share one throwaway stack
+# Need a running lab: they share one throwaway stack.
+STACK_BENCHMARKS = {"tracking": tracking.run, "traces": traces.run, "model_api": model_api.run}
 LOCAL_BENCHMARKS = {"scoring": scoring.run, "startup": startup.run}  # start what they need
 
 
