@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field
 from pydantic.fields import FieldInfo
 
-from mlflow_lab.trainers import MODELS
+from mlflow_lab.trainers import SERVED
 
 # Values a deployment outside lab mode must never run with (LAB_ENV != lab).
 WEAK_PASSWORDS = frozenset({"", "admin", "password", "changeme", "mlflow", "minioadmin", "secret"})
@@ -385,8 +385,9 @@ class LabSettings(BaseModel):
         services=("model-api",),
     )
     MODEL_API_MODELS: Words = setting(
-        " ".join(MODELS),
-        "Registered models to serve (space separated). Each is served once the registry has a version for "
+        " ".join(SERVED),
+        "Registered models to serve (space separated): the lab's models and apps (`make train`, `make genai`). "
+        "Each is served once the registry has a version for "
         "it: `make up` works before anything is trained.",
         group="model-api",
         services=("model-api",),

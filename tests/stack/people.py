@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import requests
 
 from mlflow_lab.testing.stacks import lab_cli
+from mlflow_lab.trainers import SERVED
 
 # A model a member owns, which the test labs' model API serves beside the admin's
 # (MODEL_API_MODELS in TEST_OVERRIDES): a member's whole workflow ends with predictions.
 MEMBER_MODEL = "member-stock"
-TEST_OVERRIDES = {"MODEL_API_MODELS": f"wine-quality psystock {MEMBER_MODEL}"}
+TEST_OVERRIDES = {"MODEL_API_MODELS": " ".join((*SERVED, MEMBER_MODEL))}
 
 
 def cli(lab, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -10,6 +10,7 @@ from mlflow_lab.errors import LabError
 from mlflow_lab.scoring.errors import short_reason
 from mlflow_lab.settings import ENV_EXAMPLE, Settings, parse_env_file
 from mlflow_lab.stack.model_api.config import ApiConfig
+from mlflow_lab.trainers import SERVED
 
 
 def test_schema_errors_keep_the_reason_and_drop_the_data():
@@ -36,7 +37,7 @@ def config(**overrides) -> ApiConfig:
 def test_model_reference_is_a_stage_or_an_alias():
     assert config().model_uri("wine-quality") == "models:/wine-quality/Production"
     assert config(MODEL_API_MODEL_REF="@champion").model_uri("psystock") == "models:/psystock@champion"
-    assert config().models == ("wine-quality", "psystock")
+    assert config().models == SERVED  # the lab's models and apps, as trainers.py lists them
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from mlflow_lab.errors import LabError
 from mlflow_lab.settings import ENV_EXAMPLE, PASSWORD_VARS, Settings, ensure_env_file, generated_vars, parse_env_file
 from mlflow_lab.settings_schema import LabSettings, required_by
-from mlflow_lab.trainers import TRAINERS
+from mlflow_lab.trainers import SERVED
 
 STRONG = {name: token_urlsafe(24) for name in PASSWORD_VARS}
 
@@ -153,4 +153,4 @@ def test_the_model_api_runs_every_model_server_the_schema_allows_and_serves_ever
     from mlflow_lab.stack.model_api.__main__ import SERVERS
 
     assert set(SERVERS) == set(get_args(LabSettings.model_fields["MODEL_SERVER"].annotation))
-    assert Settings({}).get("MODEL_API_MODELS").split() == list(TRAINERS)
+    assert Settings({}).get("MODEL_API_MODELS").split() == list(SERVED)
