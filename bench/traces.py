@@ -40,8 +40,9 @@ REPO = Path(__file__).parent.parent  # where `python -m bench.trace_client` is f
 def _client_env(url: str, lab: Lab, traces: int) -> dict[str, str]:
     env = {**os.environ, **lab.client_env(), "MLFLOW_TRACKING_URI": url}
     env["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"] = "true"  # MLflow's default, said here
-    # Its queue drops exports once full (1,000 by default): room for every trace of the client.
-    env["MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE"] = str(traces * 4)
+    # Its queue drops exports once full (1,000 by default). Each span is sent as it ends and each
+    # trace once more: room for every export of the client.
+    env["MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE"] = str(traces * (SPANS_PER_TRACE + 1) * 2)
     return env
 
 
@@ -144,11 +145,15 @@ def run(lab: Lab) -> dict[str, float]:
     figures = {"direct": direct, "nginx": nginx, "ratio": ratio}
     # Memory: up to MEMORY_AFTER_TRACES traces stored by this benchmark, the rest through nginx.
     sent = (2 * ROUNDS * per_round) + sum(CLIENTS * (TRACES_PER_CLIENT // 4) for _ in paths)
-    experiment_id = _experiment(lab, "bench-traces-memory")
-    while sent < MEMORY_AFTER_TRACES:
-        batch = min(250, -(-(MEMORY_AFTER_TRACES - sent) // CLIENTS))
+    experiment_id, more = _experiment(lab, "bench-traces-memory"), 0
+    while sent + more < MEMORY_AFTER_TRACES:
+        batch = min(250, -(-(MEMORY_AFTER_TRACES - sent - more) // CLIENTS))
         _round(lab.url, lab, experiment_id, batch)
-        sent += CLIENTS * batch
+        more += CLIENTS * batch
+    stored, _spans = _stored(lab, experiment_id)
+    if stored != more:
+        raise SystemExit(f"memory: {stored} traces stored of {more} sent")
+    sent += more
     after = _memory_mib(lab)
     if idle is None or after is None:
         print("tracking server memory: measured on the native runner only (BENCH_RUNNER=native)")
