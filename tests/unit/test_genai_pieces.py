@@ -154,16 +154,24 @@ def test_the_scorers_judge_an_answer_against_its_expectations():
     assert short.value is False and "3 characters" in short.rationale
 
 
-def test_every_call_of_a_traced_app_is_a_trace_and_an_untraced_one_leaves_none(index):
+def test_every_call_of_a_traced_app_is_a_trace_and_an_untraced_one_leaves_none(index, tmp_path):
     import mlflow
 
-    traced = DocsQA(index, prompt.DEFAULT_TEMPLATE, "prompts:/p/1", top_k=2)
-    answer = traced.answer(question="How do I restore a backup?")  # as mlflow.genai.evaluate calls it
-    mlflow.flush_trace_async_logging()
-    trace = mlflow.get_trace(mlflow.get_last_active_trace_id())
-    assert [s.name for s in trace.data.spans] == ["docs-qa", "retrieve", "render-prompt", "extractive-answer"]
-    assert trace.info.tags["mlflow_lab.prompt"] == "prompts:/p/1"
-    assert trace.data.spans[0].inputs == {"question": "How do I restore a backup?"}  # not the app itself
-    untraced = DocsQA(index, prompt.DEFAULT_TEMPLATE, "prompts:/p/1", top_k=2, traced=False)
-    assert untraced.answer("How do I restore a backup?") == answer
-    assert mlflow.get_last_active_trace_id() == trace.info.trace_id
+    # A store and experiment of its own: the experiment an earlier test of this process left
+    # active (seen in CI: id 1 of another store) must not receive these traces. Left on the
+    # store's Default experiment afterwards, as a fresh process starts.
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'traces.db'}")
+    mlflow.set_experiment("genai-unit")
+    try:
+        traced = DocsQA(index, prompt.DEFAULT_TEMPLATE, "prompts:/p/1", top_k=2)
+        answer = traced.answer(question="How do I restore a backup?")  # as mlflow.genai.evaluate calls it
+        mlflow.flush_trace_async_logging()
+        trace = mlflow.get_trace(mlflow.get_last_active_trace_id())
+        assert [s.name for s in trace.data.spans] == ["docs-qa", "retrieve", "render-prompt", "extractive-answer"]
+        assert trace.info.tags["mlflow_lab.prompt"] == "prompts:/p/1"
+        assert trace.data.spans[0].inputs == {"question": "How do I restore a backup?"}  # not the app itself
+        untraced = DocsQA(index, prompt.DEFAULT_TEMPLATE, "prompts:/p/1", top_k=2, traced=False)
+        assert untraced.answer("How do I restore a backup?") == answer
+        assert mlflow.get_last_active_trace_id() == trace.info.trace_id
+    finally:
+        mlflow.set_experiment(experiment_id="0")
