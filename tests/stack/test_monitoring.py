@@ -14,13 +14,14 @@ import requests
 import yaml
 
 from mlflow_lab.settings import REPO_ROOT
+from mlflow_lab.settings_schema import duration_seconds
 from tests.stack import people
 
 pytestmark = pytest.mark.stack
 PROMETHEUS = REPO_ROOT / "services" / "prometheus"
 CONFIG = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
-SCRAPE_S = int(CONFIG["global"]["scrape_interval"].rstrip("s"))
-EVALUATION_S = int(CONFIG["global"]["evaluation_interval"].rstrip("s"))
+SCRAPE_S = int(duration_seconds(CONFIG["global"]["scrape_interval"]))
+EVALUATION_S = int(duration_seconds(CONFIG["global"]["evaluation_interval"]))
 RULES = [rule for group in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"] for rule in group["rules"]]
 
 
@@ -41,10 +42,6 @@ def has_series(lab, selector: str) -> bool:
     name, _, matchers = selector.partition("{")
     labels = re.findall(r"(\w+)\s*=~", matchers)
     return bool(labels) and all(prometheus(lab, "query", query=f'count({name}{{{label}!=""}})')["result"] for label in labels)
-
-
-def seconds(duration: str) -> int:
-    return int(duration[:-1]) * {"s": 1, "m": 60}[duration[-1]]
 
 
 def prometheus(lab, path: str, **params) -> dict:
@@ -107,7 +104,7 @@ def test_every_target_is_up_and_every_rule_reads_series(lab):
 @pytest.mark.contract("compose")
 def test_the_model_api_stopping_fires_service_down_and_its_return_resolves_it(lab):
     (rule,) = [rule for rule in RULES if rule["alert"] == "ServiceDown"]
-    bound = seconds(rule["for"]) + SCRAPE_S + EVALUATION_S
+    bound = int(duration_seconds(rule["for"])) + SCRAPE_S + EVALUATION_S
 
     def alert() -> dict | None:
         alerts = prometheus(lab, "alerts")["alerts"]

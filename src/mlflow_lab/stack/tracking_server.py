@@ -153,6 +153,13 @@ def command(settings: Settings, metrics_dir: str, archival_config: Path) -> tupl
     return argv, env
 
 
+def beside_the_server(module: str, *args: str) -> None:
+    """Start `python -m module args` as this process's child, which it stays once this process
+    becomes the server (exec): in the server's process group, so a supervisor that stops the
+    group stops it too."""
+    subprocess.Popen([sys.executable, "-m", module, *args])
+
+
 def main() -> None:
     settings = Settings.load(env_file=None)
     try:
@@ -163,23 +170,14 @@ def main() -> None:
         sys.exit(f"mlflow: {exc}")
     os.environ.update(extra_env)
     os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(write_auth_config(settings))
-    # Its child once this process becomes the server (exec); same process group, so a
-    # supervisor that stops the group stops it too.
-    subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow_lab.stack.tracking_metrics",
-            metrics_dir,
-            settings["MLFLOW_BIND_HOST"],
-            settings["MLFLOW_METRICS_PORT"],
-        ]
+    beside_the_server(
+        "mlflow_lab.stack.tracking_metrics", metrics_dir, settings["MLFLOW_BIND_HOST"], settings["MLFLOW_METRICS_PORT"]
     )
     if not job_runner_on(settings):
         # MLflow runs trace archival only in its job runner (off here, for memory): the lab's
         # scheduler runs the same pass. Idle it holds the standard library only (each pass is a
-        # process of its own); same process group as the server, like the metrics server.
-        subprocess.Popen([sys.executable, "-m", "mlflow_lab.gc.traces", "--schedule"])
+        # process of its own).
+        beside_the_server("mlflow_lab.gc.traces", "--schedule")
     os.execvp(argv[0], argv)
 
 
